@@ -1,0 +1,1 @@
+"""Table contract and point-in-time feature and label definitions. Imports nothing else of ours."""

@@ -1,0 +1,34 @@
+"""The `comeback` command: one subcommand per pipeline stage or tool.
+
+Each stage lives in its own module (`pipeline/<stage>.py`) exposing a Typer ``command``; this
+module only wires them together. Heavy libraries are imported inside the commands, so `--help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from pipeline import generate, ingest
+
+app = typer.Typer(
+    name="comeback",
+    help="Churn risk and win-back likelihood for CRM clients, from export to campaign lists and API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command("generate")(generate.command)
+app.command("ingest")(ingest.command)
