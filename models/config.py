@@ -1,0 +1,89 @@
+"""Typed parameters of the train, evaluate and promote steps (params.yaml `train:`, `evaluate:`, `promote:`).
+
+The field names are the params.yaml keys and, flattened (`train.churn.learning_rate`), the MLflow
+param names, so `dvc exp run -S train.churn.learning_rate=0.03` and the MLflow UI speak one language.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ModelKind = Literal["churn", "winback"]
+KINDS: tuple[ModelKind, ...] = ("churn", "winback")
+CalibrationMethod = Literal["isotonic", "platt"]
+
+
+class BoosterParams(BaseModel):
+    """LightGBM hyperparameters of one model (learning_rate etc. have LightGBM's meaning)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = -1
+    min_data_in_leaf: int = Field(100, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    num_boost_round: int = Field(1000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+
+
+class TrainParams(BaseModel):
+    """The `train:` section: shared settings plus one BoosterParams per model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 42
+    num_threads: int = Field(2, ge=1)
+    calibration: CalibrationMethod = "isotonic"
+    experiment: str = "comeback"
+    register_models: bool = True  # register both models in MLflow (alias challenger)
+    churn: BoosterParams = Field(default_factory=BoosterParams)
+    winback: BoosterParams = Field(default_factory=BoosterParams)
+
+    def booster(self, kind: ModelKind) -> BoosterParams:
+        """The hyperparameters of the ``kind`` model."""
+        return self.churn if kind == "churn" else self.winback
+
+    def flat(self, prefix: str = "train") -> dict[str, Any]:
+        """Flattened ``{"train.churn.learning_rate": 0.05, ...}`` for MLflow params."""
+        return flatten(self.model_dump(), prefix)
+
+
+class EvaluateParams(BaseModel):
+    """The `evaluate:` section: bootstrap size, calibration bins and the seed of the resampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: int = Field(200, ge=10)
+    ece_bins: int = Field(10, ge=2)
+    seed: int = 0
+
+
+class PromoteParams(BaseModel):
+    """The `promote:` section: how much worse a challenger may be and still replace the champion.
+
+    The challenger is promoted when roc_auc(challenger) >= roc_auc(champion) - tolerance_roc_auc and
+    brier(challenger) <= brier(champion) + tolerance_brier, both on the same test cutoff.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tolerance_roc_auc: float = Field(0.005, ge=0)
+    tolerance_brier: float = Field(0.002, ge=0)
+
+
+def flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Nested dict -> ``{"prefix.a.b": value}`` (the params.yaml path of every leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, path))
+        else:
+            out[path] = value
+    return out
