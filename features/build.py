@@ -1,0 +1,163 @@
+"""The feature table: one row per (client_id, cutoff_at), keys, info, features, labels.
+
+Every cutoff is built in one pass per source table: each table is joined once to the small
+cutoffs table on "stamped before the cutoff" and aggregated once by (client, cutoff) with
+conditional aggregates, so many cutoffs cost one scan of the data and one grouped aggregate, not
+one query per cutoff. Per-row work that does not depend on the cutoff (epoch seconds, gaps between
+consecutive completed orders, sequence numbers) is done once before the join. The same Ibis
+expression runs on DuckDB and on PySpark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+import ibis
+import ibis.expr.types as ir
+from ibis.backends import BaseBackend
+
+from features.complaints import complaint_aggregates, derive_complaints, prepare_complaints
+from features.config import FeatureParams
+from features.contacts import contact_aggregates, derive_contacts, prepare_contacts
+from features.contract import FEATURE_COLUMNS, LABEL_COLUMNS
+from features.labels import derive_labels, future_orders
+from features.lifecycle import LAPSED_OR_LOST, derive_lifecycle, last_contact_managers, lifecycle_aggregates
+from features.payments import derive_payments, payment_aggregates
+from features.rfm import SECONDS_PER_DAY, check_windows, derive_rfm, prepare_orders, rfm_aggregates
+from features.tables import CleanTables, cutoffs_frame, cutoffs_table
+
+KEYS = ["client_id", "cutoff_id"]
+
+#: Integer count/severity features (Int64, nullable where the definition says null).
+INT_FEATURES = frozenset(
+    {
+        *(c for c in FEATURE_COLUMNS if c.startswith("orders_") and c != "orders_trend_90d"),
+        "orders_trend_90d",
+        "cancelled_orders_total",
+        "returned_orders_total",
+        "complaints_90d",
+        "complaints_365d",
+        "complaints_total",
+        "complaint_severity_max",
+        "complaint_severity_weighted_365d",
+        "open_complaints",
+        "open_complaint_severity_max",
+        "human_factor_complaints_365d",
+        "last_complaint_severity",
+        "late_payments_365d",
+        "times_lost",
+        "times_returned",
+        "prevention_contacts_365d",
+        "winback_contacts_365d",
+    }
+)
+#: 1/0 flags (Int8).
+FLAG_FEATURES = frozenset({"is_new", "twice_lost", "returned_recently", "last_complaint_resolved"})
+
+
+def feature_type(name: str) -> str:
+    """Ibis type of a feature column in the written table (counts int64, flags int8, else float64)."""
+    if name in FLAG_FEATURES:
+        return "int8"
+    return "int64" if name in INT_FEATURES else "float64"
+
+
+def _attach(base: ir.Table, other: ir.Table) -> ir.Table:
+    """Left-join ``other`` on (client_id, cutoff_id) and drop its copy of the keys."""
+    joined = base.left_join(other, KEYS)
+    return joined.drop(*(c for c in joined.columns if c in {f"{k}_right" for k in KEYS}))
+
+
+def _per_cutoff(
+    source: ir.Table, stamp: str, cutoffs: ir.Table, aggs: Callable[[ir.Table], dict[str, ir.Value]]
+) -> ir.Table:
+    """Join ``source`` to every cutoff it precedes (``stamp < cutoff_at``) and aggregate per key."""
+    j = source.join(cutoffs, source[stamp] < cutoffs.cutoff_at)
+    return j.group_by(KEYS).aggregate(**aggs(j))
+
+
+def build_feature_table(
+    con: BaseBackend,
+    tables: CleanTables,
+    cutoffs: Sequence[dt.date],
+    params: FeatureParams,
+    *,
+    export_date: dt.date,
+) -> ir.Table:
+    """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
+
+    A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
+    and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
+    when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
+    (contract order); rows sorted by (cutoff_at, client_id).
+    """
+    check_windows(params)
+    cut = cutoffs_table(
+        cutoffs_frame(
+            cutoffs,
+            windows_days=params.windows_days,
+            horizon_days=params.horizon_days,
+            export_date=export_date,
+        ),
+    )
+    clients = tables.clients
+    base = clients.join(cut, clients.created_at < cut.cutoff_at)
+
+    orders = prepare_orders(tables.orders)
+    complaints = prepare_complaints(tables.complaints)
+    contacts = prepare_contacts(tables.contacts)
+
+    agg_orders = _per_cutoff(
+        orders,
+        "ordered_at",
+        cut,
+        lambda j: {
+            **rfm_aggregates(j, params),
+            **payment_aggregates(j, params),
+            **lifecycle_aggregates(j, params),
+        },
+    )
+    agg_complaints = _per_cutoff(complaints, "created_at", cut, lambda j: complaint_aggregates(j, params))
+    agg_contacts = _per_cutoff(contacts, "contacted_at", cut, lambda j: contact_aggregates(j, params))
+
+    t = base
+    for other in (agg_orders, agg_complaints, agg_contacts, future_orders(tables.orders, cut)):
+        t = _attach(t, other)
+
+    recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY
+    since_first = (t.cutoff_s - t.agg_first_s) / SECONDS_PER_DAY
+    derived: dict[str, ir.Value] = {
+        **derive_rfm(t, params),
+        **derive_complaints(t, params),
+        **derive_payments(t, params),
+        **derive_lifecycle(t, recency, since_first, params),
+        **derive_contacts(t, params),
+    }
+    t = t.mutate(**derived)
+    t = t.mutate(**derive_labels(t, t.state))
+    t = _attach(t, last_contact_managers(t, contacts))
+    t = t.mutate(
+        loss_manager_id=ibis.ifelse(
+            t.state.isin(LAPSED_OR_LOST),
+            t.agg_loss_contact_manager_id.fill_null(t.manager_id),
+            ibis.null("string"),
+        )
+    )
+    columns: dict[str, ir.Value] = {
+        "client_id": t.client_id,
+        "cutoff_at": t.cutoff_at,
+        "state": t.state,
+        "manager_id": t.manager_id,
+        "segment": t.segment,
+        "do_not_contact": t.do_not_contact.fill_null(False),
+        "first_order_at": t.first_order_at,
+        "last_order_at": t.last_order_at,
+        "loss_at": t.loss_at,
+        "loss_manager_id": t.loss_manager_id,
+    }
+    for name in FEATURE_COLUMNS:
+        columns[name] = t[name].cast(feature_type(name))
+    for name in LABEL_COLUMNS:
+        columns[name] = t[name].cast("int8")
+    return t.select(**columns).order_by(["cutoff_at", "client_id"])
