@@ -1,0 +1,216 @@
+"""Campaign rules: who goes on the prevention and win-back lists, with which offer and manager.
+
+The rules are split in two so that the API and the batch give the same answer:
+
+* :func:`plan_campaigns` computes everything that does not depend on a model, once per feature
+  table (value, value class, exclusions, win-back tier, offer, flags, manager assignment). Classes
+  and manager loads depend on the whole population, so they are never recomputed per request.
+* :func:`assign_campaigns` turns probabilities into priorities and list membership, per row.
+
+Priorities (company currency): prevention = churn probability x value; win-back = win-back
+probability x value - offer cost of the tier. A client enters a list only where the priority is
+positive and no exclusion applies. Exclusions, in the order reported: ``do_not_contact``,
+``twice_lost`` (win-back only), ``unprofitable`` (margin_total below the threshold), ``bad_payer``
+(late-payment share or overdue unpaid amount over the thresholds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CHURN_STATES, WINBACK_STATES, ContractError
+from serving.config import VALUE_CLASSES, WINBACK_TIERS, ScoreParams
+from serving.value import classify_value, compute_value
+
+PREVENTION = "prevention"
+WINBACK = "winback"
+NO_CAMPAIGN = "none"
+NON_POSITIVE_PRIORITY = "non_positive_priority"
+EXCLUSION_REASONS = ("do_not_contact", "twice_lost", "unprofitable", "bad_payer")
+
+#: Columns of the feature table the rules read.
+PLAN_COLUMNS = (
+    "client_id",
+    "state",
+    "manager_id",
+    "segment",
+    "do_not_contact",
+    "loss_manager_id",
+    "recency_days",
+    "days_since_first_order",
+    "margin_total",
+    "twice_lost",
+    "late_payment_share",
+    "overdue_unpaid_amount",
+    "returned_recently",
+    "is_new",
+    "open_complaint_severity_max",
+)
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """Model-independent campaign facts, one entry per client row of the feature table.
+
+    ``model_kind`` is "churn" for new and active clients, "winback" for lapsed ones and "" for
+    lost clients and clients without a completed order (no model applies). Strings that do not
+    apply are "" (reasons, tier) or None (manager ids).
+    """
+
+    value: np.ndarray
+    value_class: np.ndarray
+    model_kind: np.ndarray
+    tier: np.ndarray
+    offer: np.ndarray
+    offer_cost: np.ndarray
+    excluded_reason: np.ndarray
+    returned_client: np.ndarray
+    new_client: np.ndarray
+    open_severe_complaint: np.ndarray
+    avoid_manager_id: np.ndarray
+    suggested_manager_id: np.ndarray
+
+
+def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column], errors="coerce").fillna(0).to_numpy(dtype=np.float64) > 0
+
+
+def _number(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _ids(frame: pd.DataFrame, column: str) -> np.ndarray:
+    values = frame[column].astype(object).to_numpy(dtype=object)
+    return np.array([None if v is None or v != v or v == "" else str(v) for v in values], dtype=object)
+
+
+def suggest_managers(manager_id: np.ndarray, segment: np.ndarray, avoid_manager_id: np.ndarray) -> np.ndarray:
+    """Suggested manager per client: the least-loaded manager of the client's segment, never the avoided one.
+
+    Load is the number of clients a manager holds now (``manager_id`` over the whole table); the
+    managers of a segment are those holding at least one client of it. Ties go to the smaller
+    manager id, so the choice is deterministic. None where the segment has no other manager.
+    """
+    frame = pd.DataFrame({"manager_id": manager_id, "segment": pd.Series(segment, dtype=object).fillna("")})
+    held = frame.dropna(subset=["manager_id"])
+    load = held["manager_id"].value_counts()
+    out = np.full(len(frame), None, dtype=object)
+    seg_all = frame["segment"].to_numpy(dtype=object)
+    avoid = np.asarray(avoid_manager_id, dtype=object)
+    for seg, group in held.groupby("segment", sort=True):
+        ranked = sorted(set(group["manager_id"]), key=lambda m: (int(load[m]), str(m)))
+        rows = np.flatnonzero(seg_all == seg)
+        first = ranked[0]
+        second = ranked[1] if len(ranked) > 1 else None
+        out[rows] = np.where(avoid[rows] == first, second, first)
+    return out
+
+
+def plan_campaigns(frame: pd.DataFrame, params: ScoreParams) -> CampaignPlan:
+    """Model-independent campaign facts for every row of a feature table at one cutoff.
+
+    ``frame`` holds the rows of one cutoff with at least :data:`PLAN_COLUMNS`; a missing column
+    raises a ContractError naming it.
+    """
+    missing = [c for c in PLAN_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ContractError(
+            f"table 'features': missing column(s) {', '.join(map(repr, missing))} for scoring"
+        )
+    n = len(frame)
+    state = frame["state"].astype(str).to_numpy(dtype=object)
+    churn_rows = np.isin(state, CHURN_STATES)
+    winback_rows = np.isin(state, WINBACK_STATES)
+    model_kind = np.where(churn_rows, "churn", np.where(winback_rows, "winback", "")).astype(object)
+
+    value = compute_value(
+        _number(frame, "margin_total"),
+        _number(frame, "days_since_first_order"),
+        _number(frame, "recency_days"),
+        params,
+    )
+    value_class = classify_value(value, frame["client_id"].to_numpy(), params)
+
+    tier = np.where(winback_rows, state, "").astype(object)
+    offer = np.full(n, "", dtype=object)
+    cost = np.zeros(n, dtype=np.float64)
+    for t in WINBACK_TIERS:
+        rows = tier == t
+        offer[rows] = params.winback_offers[t].offer
+        cost[rows] = params.winback_offers[t].cost
+    for c in VALUE_CLASSES:
+        rows = churn_rows & (value_class == c)
+        offer[rows] = params.prevention_offers[c].offer
+        cost[rows] = params.prevention_offers[c].cost
+
+    late_share = np.nan_to_num(_number(frame, "late_payment_share"), nan=0.0)
+    overdue = np.nan_to_num(_number(frame, "overdue_unpaid_amount"), nan=0.0)
+    margin = _number(frame, "margin_total")
+    rules = (
+        ("do_not_contact", _flag(frame, "do_not_contact")),
+        ("twice_lost", _flag(frame, "twice_lost") & winback_rows),
+        ("unprofitable", np.nan_to_num(margin, nan=0.0) < params.unprofitable_margin_below),
+        (
+            "bad_payer",
+            (late_share > params.bad_payer_late_share) | (overdue > params.bad_payer_overdue_amount),
+        ),
+    )
+    excluded = np.full(n, "", dtype=object)
+    for reason, hit in reversed(rules):  # the first rule in the list wins
+        excluded[hit & (churn_rows | winback_rows)] = reason
+
+    days_first = _number(frame, "days_since_first_order")
+    new_client = (state == "new") | _flag(frame, "is_new") | (days_first < params.new_client_days)
+    severe = (
+        np.nan_to_num(_number(frame, "open_complaint_severity_max"), nan=0.0) >= params.severe_complaint_min
+    )
+
+    manager = _ids(frame, "manager_id")
+    loss_manager = _ids(frame, "loss_manager_id")
+    avoid = np.full(n, None, dtype=object)
+    known_loss = ~pd.isna(loss_manager)
+    avoid[winback_rows] = np.where(known_loss, loss_manager, manager)[winback_rows]
+    suggested = suggest_managers(manager, frame["segment"].to_numpy(dtype=object), avoid)
+    suggested[~winback_rows] = None
+
+    return CampaignPlan(
+        value=value,
+        value_class=value_class,
+        model_kind=model_kind,
+        tier=tier,
+        offer=offer,
+        offer_cost=cost,
+        excluded_reason=excluded,
+        returned_client=_flag(frame, "returned_recently"),
+        new_client=new_client,
+        open_severe_complaint=severe,
+        avoid_manager_id=avoid.astype(object),
+        suggested_manager_id=suggested.astype(object),
+    )
+
+
+def assign_campaigns(
+    plan: CampaignPlan, rows: np.ndarray, probability: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Priority, campaign and exclusion reason for ``rows`` of the plan given their probability.
+
+    ``probability`` is the churn probability for churn rows and the win-back probability for
+    win-back rows (NaN where no model applies). Returns (priority in company currency, NaN where no
+    model applies; campaign "prevention" | "winback" | "none"; reason the client is not on a list,
+    "" when it is or no model applies).
+    """
+    kind = plan.model_kind[rows]
+    value = plan.value[rows]
+    p = np.asarray(probability, dtype=np.float64)
+    priority = np.where(
+        kind == "churn", p * value, np.where(kind == "winback", p * value - plan.offer_cost[rows], np.nan)
+    )
+    excluded = plan.excluded_reason[rows].copy()
+    eligible = (kind != "") & (excluded == "")
+    listed = eligible & (priority > 0)
+    excluded[eligible & ~listed] = NON_POSITIVE_PRIORITY
+    campaign = np.where(listed, np.where(kind == "churn", PREVENTION, WINBACK), NO_CAMPAIGN).astype(object)
+    return priority, campaign, excluded

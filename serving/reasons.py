@@ -1,0 +1,327 @@
+"""Reasons in words: a client's top feature contributions turned into plain phrases.
+
+Every model input (``features.contract.FEATURE_COLUMNS``) has a template in :data:`TEMPLATES`, so a
+raw feature name is never shown. A template is a list of alternatives, the first whose values are
+all known is used; ``zero`` is used instead when the feature's own value is 0 (counts and flags).
+Placeholders are ``{feature|format}`` with the client's value of any feature:
+
+====================  =====================================================
+format                renders
+====================  =====================================================
+``days``              "140 days" (rounded; "1 day")
+``n``                 "3" (rounded integer)
+``x.y``               "1.5" (one decimal)
+``money``             "1,234" (company currency, rounded)
+``pct``               "45%" (a share 0..1)
+``severity``          "4 (catastrophe)" (complaint severity 1..5)
+``plural:WORD``       "3 late payments" / "1 late payment"
+====================  =====================================================
+
+The table is rendered for docs/serving.md by :func:`template_table_markdown`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from features.contract import FEATURE_COLUMNS, SEVERITY_MEANING
+
+_PLACEHOLDER = re.compile(r"\{(\w+)(?:\|([^}]+))?\}")
+
+
+def _days(x: float) -> str:
+    n = round(x)
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def _plural(word: str) -> Callable[[float], str]:
+    def render(x: float) -> str:
+        n = round(x)
+        return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+    return render
+
+
+def _severity(x: float) -> str:
+    n = round(x)
+    meaning = SEVERITY_MEANING.get(n)
+    return f"{n} ({meaning})" if meaning else str(n)
+
+
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "days": _days,
+    "n": lambda x: str(round(x)),
+    "x.y": lambda x: f"{x:.1f}",
+    "money": lambda x: f"{x:,.0f}",
+    "pct": lambda x: f"{100 * x:.0f}%",
+    "severity": _severity,
+}
+
+
+def _formatter(spec: str | None) -> Callable[[float], str]:
+    if spec is None:
+        return _FORMATS["x.y"]
+    if spec.startswith("plural:"):
+        return _plural(spec.removeprefix("plural:"))
+    try:
+        return _FORMATS[spec]
+    except KeyError:
+        raise ValueError(f"unknown reason format {spec!r}") from None
+
+
+@dataclass(frozen=True)
+class Template:
+    """Phrase alternatives for one feature (first fully known one wins) and an optional zero phrase."""
+
+    texts: tuple[str, ...]
+    zero: str | None = None
+    missing: str = "no data"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    parts: tuple[str | tuple[str, Callable[[float], str]], ...]
+    needs: tuple[str, ...]
+
+
+def _compile(text: str) -> _Compiled:
+    parts: list[str | tuple[str, Callable[[float], str]]] = []
+    needs: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(text):
+        if m.start() > pos:
+            parts.append(text[pos : m.start()])
+        name, spec = m.group(1), m.group(2)
+        if name not in FEATURE_COLUMNS:
+            raise ValueError(f"reason template {text!r} names unknown feature {name!r}")
+        parts.append((name, _formatter(spec)))
+        needs.append(name)
+        pos = m.end()
+    if pos < len(text):
+        parts.append(text[pos:])
+    return _Compiled(tuple(parts), tuple(needs))
+
+
+def _window_templates() -> dict[str, Template]:
+    out: dict[str, Template] = {}
+    for w in (30, 90, 180, 365):
+        out[f"orders_{w}d"] = Template(
+            (f"{{orders_{w}d|plural:completed order}} in the last {w} days",),
+            zero=f"no completed order in the last {w} days",
+        )
+        out[f"amount_{w}d"] = Template(
+            (f"bought for {{amount_{w}d|money}} in the last {w} days",),
+            zero=f"no purchases in the last {w} days",
+        )
+        out[f"margin_{w}d"] = Template(
+            (f"margin of {{margin_{w}d|money}} in the last {w} days",),
+            zero=f"no margin in the last {w} days",
+        )
+    return out
+
+
+#: feature -> phrase template. Every FEATURE_COLUMNS entry must be here (tests check it).
+TEMPLATES: dict[str, Template] = {
+    "recency_days": Template(
+        (
+            "no order for {recency_days|days}; usually orders every {gap_mean_days|n}",
+            "no order for {recency_days|days}",
+        ),
+        missing="no completed order yet",
+    ),
+    "tenure_days": Template(("client for {tenure_days|days}",)),
+    "days_since_first_order": Template(
+        ("first order {days_since_first_order|days} ago",), missing="no completed order yet"
+    ),
+    **_window_templates(),
+    "orders_total": Template(
+        ("{orders_total|plural:completed order} in total",), zero="no completed order yet"
+    ),
+    "amount_total": Template(("bought for {amount_total|money} in total",), zero="no purchases yet"),
+    "margin_total": Template(("margin of {margin_total|money} in total",), zero="no margin yet"),
+    "avg_order_amount": Template(("average order of {avg_order_amount|money}",), missing="no order yet"),
+    "gap_mean_days": Template(
+        ("usually orders every {gap_mean_days|days}",), missing="has ordered only once"
+    ),
+    "gap_std_days": Template(
+        ("time between orders varies by about {gap_std_days|days}",), missing="too few orders to see a rhythm"
+    ),
+    "overdue_ratio": Template(
+        ("time since the last order is {overdue_ratio|x.y} times the usual gap",),
+        missing="too few orders to know the usual gap",
+    ),
+    "orders_trend_90d": Template(
+        ("order count trend over the last 90 days: {orders_trend_90d|x.y}",), missing="no recent orders"
+    ),
+    "amount_trend_90d": Template(
+        ("spending trend over the last 90 days: {amount_trend_90d|x.y}",), missing="no recent spending"
+    ),
+    "cancelled_orders_total": Template(
+        ("{cancelled_orders_total|plural:cancelled order}",), zero="no cancelled order"
+    ),
+    "returned_orders_total": Template(
+        ("{returned_orders_total|plural:returned order}",), zero="no returned order"
+    ),
+    "cancelled_share": Template(("{cancelled_share|pct} of orders cancelled",), missing="no orders yet"),
+    "returned_share": Template(("{returned_share|pct} of orders returned",), missing="no orders yet"),
+    "complaints_90d": Template(
+        ("{complaints_90d|plural:complaint} in the last 90 days",), zero="no complaint in the last 90 days"
+    ),
+    "complaints_365d": Template(
+        ("{complaints_365d|plural:complaint} in the last 365 days",), zero="no complaint in the last 365 days"
+    ),
+    "complaints_total": Template(("{complaints_total|plural:complaint} in total",), zero="never complained"),
+    "complaint_severity_max": Template(
+        ("worst complaint: severity {complaint_severity_max|severity}",), missing="never complained"
+    ),
+    "complaint_severity_mean": Template(
+        ("complaints average severity {complaint_severity_mean|x.y} of 5",), missing="never complained"
+    ),
+    "complaint_severity_weighted_365d": Template(
+        ("severity-weighted complaints in the last 365 days: {complaint_severity_weighted_365d|x.y}",),
+        zero="no complaint in the last 365 days",
+    ),
+    "open_complaints": Template(
+        ("{open_complaints|plural:open complaint}, worst severity {open_complaint_severity_max|severity}",),
+        zero="no open complaint",
+    ),
+    "open_complaint_severity_max": Template(
+        (
+            "open complaint, severity {open_complaint_severity_max|n}, "
+            "last complaint {days_since_last_complaint|days} old",
+            "open complaint, severity {open_complaint_severity_max|n}",
+        ),
+        zero="no open complaint",
+        missing="no open complaint",
+    ),
+    "resolved_complaint_share": Template(
+        ("{resolved_complaint_share|pct} of complaints resolved",), missing="never complained"
+    ),
+    "complaint_resolve_days_mean": Template(
+        ("complaints took {complaint_resolve_days_mean|days} to resolve on average",),
+        missing="no resolved complaint",
+    ),
+    "days_since_last_complaint": Template(
+        ("last complaint {days_since_last_complaint|days} ago",), missing="never complained"
+    ),
+    "human_factor_complaints_365d": Template(
+        ("{human_factor_complaints_365d|plural:complaint} about staff in the last 365 days",),
+        zero="no complaint about staff in the last 365 days",
+    ),
+    "last_complaint_resolved": Template(
+        ("last complaint was resolved",), zero="last complaint is still open", missing="never complained"
+    ),
+    "last_complaint_severity": Template(
+        ("last complaint: severity {last_complaint_severity|severity}",), missing="never complained"
+    ),
+    "payment_delay_mean_days": Template(
+        ("pays {payment_delay_mean_days|days} after the due date on average",), missing="no invoice due yet"
+    ),
+    "late_payment_share": Template(
+        ("{late_payment_share|pct} of invoices paid late",), zero="pays on time", missing="no invoice due yet"
+    ),
+    "late_payments_365d": Template(
+        ("{late_payments_365d|plural:late payment} this year (last 365 days)",),
+        zero="no late payment this year (last 365 days)",
+    ),
+    "overdue_unpaid_amount": Template(
+        ("{overdue_unpaid_amount|money} overdue and unpaid",), zero="nothing overdue"
+    ),
+    "is_new": Template(
+        ("new client: first order {days_since_first_order|days} ago", "new client"),
+        zero="not a new client",
+    ),
+    "days_since_loss": Template(("lost {days_since_loss|days} ago",), missing="never lost before"),
+    "times_lost": Template(("lost {times_lost|plural:time} before",), zero="never lost before"),
+    "times_returned": Template(
+        ("came back {times_returned|plural:time} after being lost",), zero="never came back after a loss"
+    ),
+    "twice_lost": Template(("lost at least twice before",), zero="not lost twice before"),
+    "returned_recently": Template(
+        ("came back recently after being lost",), zero="no recent comeback after a loss"
+    ),
+    "days_since_return": Template(
+        ("came back {days_since_return|days} ago",), missing="never came back after a loss"
+    ),
+    "prevention_contacts_365d": Template(
+        ("{prevention_contacts_365d|plural:retention contact} in the last 365 days",),
+        zero="no retention contact in the last 365 days",
+    ),
+    "winback_contacts_365d": Template(
+        ("{winback_contacts_365d|plural:win-back contact} in the last 365 days",),
+        zero="no win-back contact in the last 365 days",
+    ),
+    "days_since_last_contact": Template(
+        ("last campaign contact {days_since_last_contact|days} ago",), missing="never contacted by a campaign"
+    ),
+}
+
+
+class ReasonRenderer:
+    """Renders reasons for clients from a value lookup; templates compiled once."""
+
+    def __init__(self, templates: Mapping[str, Template] = TEMPLATES) -> None:
+        self._compiled: dict[str, tuple[tuple[_Compiled, ...], _Compiled | None, str]] = {
+            name: (
+                tuple(_compile(t) for t in tpl.texts),
+                _compile(tpl.zero) if tpl.zero is not None else None,
+                tpl.missing,
+            )
+            for name, tpl in templates.items()
+        }
+
+    def render(self, feature: str, value_of: Callable[[str], float]) -> str:
+        """The phrase for ``feature`` of one client; ``value_of(name)`` gives its values (NaN = unknown)."""
+        try:
+            texts, zero, missing = self._compiled[feature]
+        except KeyError:
+            raise KeyError(f"no reason template for feature {feature!r}") from None
+        own = value_of(feature)
+        if zero is not None and own == 0:
+            return _fill(zero, value_of) or missing
+        if own != own:  # NaN: the feature is unknown for this client
+            return missing
+        for compiled in texts:
+            phrase = _fill(compiled, value_of)
+            if phrase is not None:
+                return phrase
+        return missing
+
+    def render_many(self, features: Sequence[str], value_of: Callable[[str], float]) -> list[str]:
+        """Phrases for several features of one client, in the given order."""
+        return [self.render(f, value_of) for f in features]
+
+
+def _fill(compiled: _Compiled, value_of: Callable[[str], float]) -> str | None:
+    out: list[str] = []
+    for part in compiled.parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        name, fmt = part
+        x = value_of(name)
+        if x is None or not math.isfinite(x):
+            return None
+        out.append(fmt(float(x)))
+    return "".join(out)
+
+
+def template_table_markdown(templates: Mapping[str, Template] = TEMPLATES) -> str:
+    """The template table as Markdown (docs/serving.md embeds it; a test keeps them in sync)."""
+    lines = [
+        "| feature | phrase (first known alternative) | when 0 | when unknown |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in FEATURE_COLUMNS:
+        tpl = templates[name]
+        texts = " / ".join(f"`{_cell(t)}`" for t in tpl.texts)
+        zero = f"`{_cell(tpl.zero)}`" if tpl.zero is not None else ""
+        lines.append(f"| `{name}` | {texts} | {zero} | `{_cell(tpl.missing)}` |")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
