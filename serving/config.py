@@ -56,18 +56,18 @@ class ScoreParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cutoff: dt.date | None = None  # None: the latest cutoff_at in the feature table
-    horizon_years: int = Field(2, ge=1, le=20)
-    retention_rate: float = Field(0.6, gt=0.0, le=1.0)
-    discount_rate: float = Field(0.1, ge=0.0, lt=1.0)
-    min_active_span_days: float = Field(180.0, gt=0.0)
-    class_a_value_share: float = Field(0.80, gt=0.0, lt=1.0)
-    class_b_value_share: float = Field(0.15, gt=0.0, lt=1.0)
-    bad_payer_late_share: float = Field(0.5, gt=0.0, le=1.0)
-    bad_payer_overdue_amount: float = Field(1000.0, ge=0.0)
+    horizon_years: int = Field(default=2, ge=1, le=20)
+    retention_rate: float = Field(default=0.6, gt=0.0, le=1.0)
+    discount_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
+    min_active_span_days: float = Field(default=180.0, gt=0.0)
+    class_a_value_share: float = Field(default=0.80, gt=0.0, lt=1.0)
+    class_b_value_share: float = Field(default=0.15, gt=0.0, lt=1.0)
+    bad_payer_late_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    bad_payer_overdue_amount: float = Field(default=1000.0, ge=0.0)
     unprofitable_margin_below: float = 0.0
-    severe_complaint_min: int = Field(4, ge=1, le=5)
-    new_client_days: float = Field(100.0, gt=0.0)
-    reasons_per_client: int = Field(3, ge=1, le=10)
+    severe_complaint_min: int = Field(default=4, ge=1, le=5)
+    new_client_days: float = Field(default=100.0, gt=0.0)
+    reasons_per_client: int = Field(default=3, ge=1, le=10)
     reasons_for_all: bool = False  # batch: reasons for every scored client, not only listed ones
     winback_offers: dict[str, Offer] = Field(default_factory=_default_winback_offers)
     prevention_offers: dict[str, Offer] = Field(default_factory=_default_prevention_offers)
@@ -101,10 +101,10 @@ class ApiSettings(BaseSettings):
     cutoff: dt.date | None = None
     api_keys: SecretStr = SecretStr("")
     admin_keys: SecretStr = SecretStr("")
-    max_clients_per_request: int = Field(1000, ge=1)
-    max_body_bytes: int = Field(256 * 1024, ge=1024)
-    canary_rows: int = Field(64, ge=1)
-    num_threads: int = Field(1, ge=1)
+    max_clients_per_request: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    canary_rows: int = Field(default=64, ge=1)
+    num_threads: int = Field(default=1, ge=1)
 
     def keys(self, *, admin: bool) -> tuple[bytes, ...]:
         """The configured keys as bytes (admin keys only, or every key valid on non-admin routes)."""

@@ -328,3 +328,50 @@ def flag_strings(plan: CampaignPlan, rows: np.ndarray) -> np.ndarray:
         hit = getattr(plan, name)[rows]
         out[hit] = np.where(out[hit] == "", name, out[hit] + ";" + name)
     return out
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def _text(x: object) -> str | None:
+    return None if x is None or x == "" or x != x else str(x)
+
+
+def to_records(scorer: Scorer, scored: ScoredRows) -> list[dict[str, Any]]:
+    """The core's answer as one JSON-ready dict per scored row (the API's ClientScore).
+
+    Carries no personal data beyond the client id: state, numbers, offers, flags, manager ids
+    (staff, not client data) and reasons in words.
+    """
+    snap, plan = scorer.snapshot, scorer.snapshot.plan
+    rows = scored.rows
+    flags = flag_lists(plan, rows)
+    cutoff = snap.cutoff_at.isoformat()
+    out: list[dict[str, Any]] = []
+    for i, r in enumerate(rows.tolist()):
+        kind = plan.model_kind[r]
+        out.append(
+            {
+                "client_id": snap.client_ids[r],
+                "cutoff_at": cutoff,
+                "state": snap.state[r],
+                "model": kind or None,
+                "churn_probability": _num(scored.churn_probability[i]),
+                "winback_probability": _num(scored.winback_probability[i]),
+                "value": float(plan.value[r]),
+                "value_class": plan.value_class[r],
+                "campaign": scored.campaign[i],
+                "priority": _num(scored.priority[i]),
+                "offer": _text(plan.offer[r]) if kind else None,
+                "offer_cost": float(plan.offer_cost[r]) if kind else None,
+                "excluded_reason": _text(scored.excluded_reason[i]),
+                "tier": _text(plan.tier[r]),
+                "flags": flags[i],
+                "avoid_manager_id": _text(plan.avoid_manager_id[r]),
+                "suggested_manager_id": _text(plan.suggested_manager_id[r]),
+                "reasons": scored.reasons[i],
+                "model_version": scored.model_versions.get(kind) if kind else None,
+            }
+        )
+    return out
