@@ -11,7 +11,7 @@ import logging
 
 import typer
 
-from pipeline import generate, ingest
+from pipeline import generate, ingest, score, serve
 
 app = typer.Typer(
     name="comeback",
@@ -32,3 +32,5 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 app.command("generate")(generate.command)
 app.command("ingest")(ingest.command)
+app.command("score")(score.command)
+app.command("serve")(serve.command)

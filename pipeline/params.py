@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from features.config import FeatureParams
 from pipeline.ingest_rules import IngestParams
 from pipeline.synthetic import GenerateParams
+from serving.config import ScoreParams
 
 
 class ParamsError(ValueError):
@@ -23,6 +24,7 @@ class Params(BaseModel):
     generate: GenerateParams
     ingest: IngestParams
     features: FeatureParams
+    score: ScoreParams
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
