@@ -161,3 +161,42 @@ def build_feature_table(
     for name in LABEL_COLUMNS:
         columns[name] = t[name].cast("int8")
     return t.select(**columns).order_by(["cutoff_at", "client_id"])
+
+
+def summarize_feature_table(t: ir.Table) -> dict[str, object]:
+    """Rows per cutoff and state, and label coverage and base rates per cutoff (JSON-ready).
+
+    ``base_rate`` is the mean of a label over the rows where it is defined (null when none is).
+    """
+    per_state = t.group_by(["cutoff_at", "state"]).aggregate(rows=t.count()).to_pandas()
+    per_cutoff = (
+        t.group_by("cutoff_at")
+        .aggregate(
+            rows=t.count(),
+            churn_labelled=t.churn_label.count(),
+            churn_positive=t.churn_label.sum(),
+            winback_labelled=t.winback_label.count(),
+            winback_positive=t.winback_label.sum(),
+        )
+        .order_by("cutoff_at")
+        .to_pandas()
+    )
+    cutoffs: list[dict[str, object]] = []
+    total = 0
+    for rec in per_cutoff.to_dict("records"):
+        states = per_state[per_state.cutoff_at == rec["cutoff_at"]]
+        entry: dict[str, object] = {
+            "cutoff_at": rec["cutoff_at"].isoformat(),
+            "rows": int(rec["rows"]),
+            "states": {str(s): int(n) for s, n in sorted(zip(states.state, states.rows, strict=True))},
+        }
+        for label in ("churn", "winback"):
+            labelled = int(rec[f"{label}_labelled"])
+            positive = rec[f"{label}_positive"]
+            entry[f"{label}_label"] = {
+                "labelled": labelled,
+                "base_rate": float(positive) / labelled if labelled else None,
+            }
+        cutoffs.append(entry)
+        total += int(rec["rows"])
+    return {"rows": total, "cutoffs": cutoffs}
