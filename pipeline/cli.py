@@ -11,7 +11,7 @@ import logging
 
 import typer
 
-from pipeline import generate, ingest, score, serve
+from pipeline import build_features, generate, ingest, score, serve
 
 app = typer.Typer(
     name="comeback",
@@ -32,5 +32,6 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 app.command("generate")(generate.command)
 app.command("ingest")(ingest.command)
+app.command("features")(build_features.command)
 app.command("score")(score.command)
 app.command("serve")(serve.command)
