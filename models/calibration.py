@@ -56,7 +56,9 @@ class Calibrator:
         """Inverse of ``to_json``; raises ValueError naming an unknown method."""
         method = data.get("method")
         if method == "isotonic":
-            return cls("isotonic", x=np.asarray(data["x"], dtype="float64"), y=np.asarray(data["y"], dtype="float64"))
+            return cls(
+                "isotonic", x=np.asarray(data["x"], dtype="float64"), y=np.asarray(data["y"], dtype="float64")
+            )
         if method == "platt":
             return cls("platt", a=float(data["a"]), b=float(data["b"]))
         raise ValueError(f"calibration.json: unknown method {method!r} (expected isotonic or platt)")

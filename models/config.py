@@ -20,16 +20,16 @@ class BoosterParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=31, ge=2)
     max_depth: int = -1
-    min_data_in_leaf: int = Field(100, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_freq: int = Field(1, ge=0)
-    lambda_l2: float = Field(1.0, ge=0)
-    num_boost_round: int = Field(1000, ge=1)
-    early_stopping_rounds: int = Field(50, ge=1)
+    min_data_in_leaf: int = Field(default=100, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    num_boost_round: int = Field(default=1000, ge=1)
+    early_stopping_rounds: int = Field(default=50, ge=1)
 
 
 class TrainParams(BaseModel):
@@ -38,12 +38,12 @@ class TrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 42
-    num_threads: int = Field(2, ge=1)
+    num_threads: int = Field(default=2, ge=1)
     calibration: CalibrationMethod = "isotonic"
     experiment: str = "comeback"
     register_models: bool = True  # register both models in MLflow (alias challenger)
-    churn: BoosterParams = Field(default_factory=BoosterParams)
-    winback: BoosterParams = Field(default_factory=BoosterParams)
+    churn: BoosterParams = BoosterParams()
+    winback: BoosterParams = BoosterParams()
 
     def booster(self, kind: ModelKind) -> BoosterParams:
         """The hyperparameters of the ``kind`` model."""
@@ -59,8 +59,8 @@ class EvaluateParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bootstrap: int = Field(200, ge=10)
-    ece_bins: int = Field(10, ge=2)
+    bootstrap: int = Field(default=200, ge=10)
+    ece_bins: int = Field(default=10, ge=2)
     seed: int = 0
 
 
@@ -73,8 +73,8 @@ class PromoteParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tolerance_roc_auc: float = Field(0.005, ge=0)
-    tolerance_brier: float = Field(0.002, ge=0)
+    tolerance_roc_auc: float = Field(default=0.005, ge=0)
+    tolerance_brier: float = Field(default=0.002, ge=0)
 
 
 def flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -116,7 +116,7 @@ def choose_split(frame: pd.DataFrame, kind: ModelKind, horizon_days: int) -> Tim
     # A window is "fully observed" when (nearly) every population row has its label; a stray null
     # (e.g. a client created on the cutoff day) must not hide a whole cutoff.
     labelled = pop[label].notna().groupby(dates).mean()
-    full = sorted(d for d, share in labelled.items() if share >= 0.99)
+    full: list[dt.date] = sorted(cast(dt.date, d) for d, share in labelled.items() if share >= 0.99)
     if not full:
         raise SplitError(f"{kind}: no cutoff has a fully observed label window ({label} is null everywhere)")
     horizon = dt.timedelta(days=horizon_days)
@@ -134,7 +134,9 @@ def choose_split(frame: pd.DataFrame, kind: ModelKind, horizon_days: int) -> Tim
             f"{kind}: no training cutoff ends its label window before the validation cutoff {valid}; "
             f"the feature table needs cutoffs spanning more than {2 * horizon_days} days"
         )
-    return TimeSplit(kind=kind, horizon_days=horizon_days, train_cutoffs=train, valid_cutoff=valid, test_cutoff=test)
+    return TimeSplit(
+        kind=kind, horizon_days=horizon_days, train_cutoffs=train, valid_cutoff=valid, test_cutoff=test
+    )
 
 
 def split_frames(frame: pd.DataFrame, kind: ModelKind, horizon_days: int) -> SplitFrames:
@@ -192,7 +194,9 @@ def feature_matrix(frame: pd.DataFrame, feature_names: list[str] | tuple[str, ..
     """
     missing = [c for c in feature_names if c not in frame.columns]
     if missing:
-        raise ContractError(f"table 'features': missing model input column(s) {', '.join(map(repr, missing))}")
+        raise ContractError(
+            f"table 'features': missing model input column(s) {', '.join(map(repr, missing))}"
+        )
     cols = []
     for c in feature_names:
         s = frame[c]

@@ -32,7 +32,7 @@ FEATURES_FILE = "feature_names.json"
 SPLIT_FILE = "split.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.json"
-#: Key of the model folder among the pyfunc artifacts (``artifacts/<key>/`` in the logged model).
+#: Key of the model folder among the pyfunc artifacts of the logged model.
 PYFUNC_ARTIFACT = "model"
 
 
@@ -173,18 +173,23 @@ class LoadedModel:
                     break
                 x = arr[row, c]
                 row_reasons.append(
-                    Reason(feature=names[c], value=None if np.isnan(x) else float(x), contribution=float(value))
+                    Reason(
+                        feature=names[c], value=None if np.isnan(x) else float(x), contribution=float(value)
+                    )
                 )
             reasons.append(row_reasons)
         return probability, reasons
 
 
 def find_model_dir(path: Path) -> Path:
-    """The folder holding booster.txt: ``path`` itself, or the pyfunc layout ``path/artifacts/model``."""
-    for candidate in (path, path / "artifacts" / PYFUNC_ARTIFACT):
-        if (candidate / BOOSTER_FILE).is_file():
-            return candidate
-    raise ModelNotFoundError(f"no {BOOSTER_FILE} in {path} (nor in {path / 'artifacts' / PYFUNC_ARTIFACT})")
+    """The folder holding booster.txt: ``path`` itself, or inside a logged pyfunc model
+    (``path/artifacts/<folder>/``, where MLflow copies the model folder)."""
+    if (path / BOOSTER_FILE).is_file():
+        return path
+    found = sorted(p.parent for p in (path / "artifacts").glob(f"*/{BOOSTER_FILE}"))
+    if len(found) == 1:
+        return found[0]
+    raise ModelNotFoundError(f"no {BOOSTER_FILE} in {path} (nor in exactly one {path / 'artifacts'}/*/)")
 
 
 def load_model_from_dir(path: Path, *, num_threads: int = 1, version: str = "local") -> LoadedModel:
@@ -193,9 +198,14 @@ def load_model_from_dir(path: Path, *, num_threads: int = 1, version: str = "loc
     meta = _read_json(folder / MODEL_FILE, default={})
     features = _read_json(folder / FEATURES_FILE)
     metrics = _read_json(folder / METRICS_FILE, default={})
-    kind = meta.get("kind") or folder.name
-    if kind not in ("churn", "winback"):
-        raise ModelNotFoundError(f"{folder}: cannot tell the model kind (model.json 'kind' is {kind!r})")
+    kind: Literal["churn", "winback"]
+    raw_kind = meta.get("kind") or folder.name
+    if raw_kind == "churn":
+        kind = "churn"
+    elif raw_kind == "winback":
+        kind = "winback"
+    else:
+        raise ModelNotFoundError(f"{folder}: cannot tell the model kind (model.json 'kind' is {raw_kind!r})")
     # Thread count goes with each predict call: Booster(model_str=...) ignores a params argument.
     booster = lgb.Booster(model_str=(folder / BOOSTER_FILE).read_text(encoding="utf-8"))
     return LoadedModel(
@@ -238,7 +248,10 @@ def load_model(
         ) from e
     with tempfile.TemporaryDirectory(prefix="comeback-model-") as tmp:
         local = download_artifacts(
-            artifact_uri=f"models:/{model_name}/{mv.version}", dst_path=tmp, tracking_uri=uri, registry_uri=uri
+            artifact_uri=f"models:/{model_name}/{mv.version}",
+            dst_path=tmp,
+            tracking_uri=uri,
+            registry_uri=uri,
         )
         model = load_model_from_dir(Path(local), num_threads=num_threads, version=str(mv.version))
     log.info("loaded %s version %s (alias %s)", model_name, mv.version, alias)

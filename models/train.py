@@ -19,7 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.calibration import Calibrator, fit_calibrator
+from models.calibration import fit_calibrator
 from models.config import KINDS, CalibrationMethod, ModelKind, TrainParams
 from models.dataset import SplitFrames, TimeSplit, default_feature_names, feature_matrix, split_frames
 from models.io import write_json_atomic, write_text_atomic
@@ -204,7 +204,9 @@ def save_trained_model(trained: TrainedModel, folder: Path, *, extra: dict[str, 
     write_json_atomic(folder / CALIBRATION_FILE, m.calibrator.to_json())
     write_json_atomic(folder / FEATURES_FILE, m.feature_names)
     write_json_atomic(folder / SPLIT_FILE, trained.split.to_json())
-    write_json_atomic(folder / METRICS_FILE, {**trained.metrics, "calibration_check": trained.calibration_check})
+    write_json_atomic(
+        folder / METRICS_FILE, {**trained.metrics, "calibration_check": trained.calibration_check}
+    )
     write_json_atomic(
         folder / MODEL_FILE,
         {
@@ -222,7 +224,9 @@ def save_trained_model(trained: TrainedModel, folder: Path, *, extra: dict[str, 
     write_csv_atomic(folder / "importance.csv", trained.importance)
 
 
-def fit_all(features: pd.DataFrame, params: TrainParams, *, horizon_days: int) -> dict[ModelKind, TrainedModel]:
+def fit_all(
+    features: pd.DataFrame, params: TrainParams, *, horizon_days: int
+) -> dict[ModelKind, TrainedModel]:
     """Both models on the same feature table."""
     fitters = {"churn": fit_churn_model, "winback": fit_winback_model}
     return {kind: fitters[kind](features, params, horizon_days=horizon_days) for kind in KINDS}

@@ -11,7 +11,7 @@ import logging
 
 import typer
 
-from pipeline import build_features, generate, ingest, score, serve
+from pipeline import build_features, evaluate, generate, ingest, promote, score, serve, train
 
 app = typer.Typer(
     name="comeback",
@@ -33,5 +33,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 app.command("generate")(generate.command)
 app.command("ingest")(ingest.command)
 app.command("features")(build_features.command)
+app.command("train")(train.command)
+app.command("evaluate")(evaluate.command)
+app.command("promote")(promote.command)
 app.command("score")(score.command)
 app.command("serve")(serve.command)

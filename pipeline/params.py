@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from features.config import FeatureParams
+from models.config import EvaluateParams, PromoteParams, TrainParams
 from pipeline.ingest_rules import IngestParams
 from pipeline.synthetic import GenerateParams
 from serving.config import ScoreParams
@@ -24,6 +25,9 @@ class Params(BaseModel):
     generate: GenerateParams
     ingest: IngestParams
     features: FeatureParams
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    promote: PromoteParams = PromoteParams()
     score: ScoreParams
 
 

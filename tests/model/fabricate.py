@@ -59,7 +59,9 @@ def fabricate_features(
     frame["complaints_365d"] = frame["open_complaints"] + rng.poisson(0.3, n)
     frame["complaints_total"] = frame["complaints_365d"] + rng.poisson(0.3, n)
     frame["complaint_severity_max"] = np.maximum(frame["open_complaint_severity_max"], rng.integers(0, 3, n))
-    frame["days_since_last_complaint"] = np.where(frame["complaints_total"] > 0, rng.uniform(0, 300, n), np.nan)
+    frame["days_since_last_complaint"] = np.where(
+        frame["complaints_total"] > 0, rng.uniform(0, 300, n), np.nan
+    )
     frame["last_complaint_resolved"] = np.where(open_c == 1, 0.0, 1.0)
     for col in FEATURE_INFO_COLUMNS:
         if col not in frame.columns:

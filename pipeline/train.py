@@ -1,0 +1,72 @@
+"""Stage `train`: feature table -> calibrated churn and win-back models, logged and registered.
+
+Reads FEATURES (the feature table Parquet) and params.yaml (`train:` and `features.horizon_days`),
+writes OUT/{churn,winback}/ (booster.txt, calibration.json, feature_names.json, split.json,
+metrics.json, model.json, importance.csv), logs one MLflow run per model and registers each as a
+new version of comeback-<kind> with the alias `challenger` (never `champion`: see `promote`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+log = logging.getLogger(__name__)
+
+
+def command(
+    features: Path = typer.Option(..., "--features", help="Feature table Parquet (features stage output)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the trained models: OUT/churn/, OUT/winback/."),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="Params file (train:, features:)."),
+) -> None:
+    """Train the churn and win-back models on a leakage-free time split and register them as challengers."""
+    from features.contract import ContractError
+    from models.config import flatten
+    from models.dataset import SplitError, read_feature_table
+    from models.io import write_json_atomic
+    from models.registry import log_and_register
+    from models.scorer import tracking_uri_from_env
+    from models.train import fit_all, save_trained_model
+    from pipeline.params import ParamsError, load_params
+
+    console = Console()
+    try:
+        settings = load_params(params)
+        frame = read_feature_table(features)
+        horizon = settings.features.horizon_days
+        trained = fit_all(frame, settings.train, horizon_days=horizon)
+    except (ParamsError, ContractError, SplitError, FileNotFoundError) as e:
+        console.print(f"[red]train failed:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from e
+    mlflow_params = {**settings.train.flat("train"), "features.horizon_days": horizon}
+    mlflow_params.update(flatten(settings.features.model_dump(mode="json"), "features"))
+    uri = tracking_uri_from_env() if settings.train.register_models else None
+    for kind, model in trained.items():
+        folder = out / kind
+        save_trained_model(model, folder)
+        if uri is not None:
+            reg = log_and_register(
+                model,
+                folder,
+                tracking_uri=uri,
+                experiment=settings.train.experiment,
+                params={
+                    k: v for k, v in mlflow_params.items() if k.startswith(("train.", "features.horizon"))
+                },
+                data_source=str(features),
+            )
+            meta_path = folder / "model.json"
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta["registration"] = {"run_id": reg.run_id, "name": reg.name, "version": reg.version}
+            write_json_atomic(meta_path, meta)
+        t = model.metrics["test"]
+        console.print(
+            f"{kind}: {model.best_iteration} trees, test cutoff {model.split.test_cutoff}: "
+            f"roc_auc {t['roc_auc']:.4f}, brier {t['brier']:.4f}, ece {t['ece']:.4f} "
+            f"({model.fit_seconds:.1f} s) -> {folder}",
+            highlight=False,
+        )
