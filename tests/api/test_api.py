@@ -86,7 +86,9 @@ def test_ready_reports_a_failed_load(trained: Trained, score_params: ScoreParams
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
 def test_keyed_routes_need_a_valid_key(base: str, headers: dict[str, str]) -> None:
     assert httpx.get(f"{base}/v1/clients/c0000001/score", headers=headers).status_code == 401
-    assert httpx.post(f"{base}/v1/scores", json={"client_ids": ["c0000001"]}, headers=headers).status_code == 401
+    assert (
+        httpx.post(f"{base}/v1/scores", json={"client_ids": ["c0000001"]}, headers=headers).status_code == 401
+    )
     assert httpx.get(f"{base}/v1/model", headers=headers).status_code == 401
     r = httpx.post(f"{base}/admin/reload", headers=headers)
     assert r.status_code == 401
@@ -235,7 +237,9 @@ def test_model_info(base: str, trained: Trained) -> None:
         trained.models["churn"].metrics["test"]["roc_auc"]
     )
     assert info["cutoff_at"].startswith("2025-01-01")
-    assert info["clients"] == int((trained.features["cutoff_at"] == trained.features["cutoff_at"].max()).sum())
+    assert info["clients"] == int(
+        (trained.features["cutoff_at"] == trained.features["cutoff_at"].max()).sum()
+    )
 
 
 def test_metrics_count_requests_and_versions(base: str, trained: Trained) -> None:
@@ -267,7 +271,10 @@ def test_openapi_documents_every_route(base: str) -> None:
 def test_live_answers_while_scoring_is_busy(base: str) -> None:
     ids = [f"c{i:07d}" for i in range(MAX_CLIENTS)]
     with httpx.Client(timeout=60) as client, cf.ThreadPoolExecutor(8) as pool:
-        busy = [pool.submit(client.post, f"{base}/v1/scores", json={"client_ids": ids}, headers=KEY) for _ in range(16)]
+        busy = [
+            pool.submit(client.post, f"{base}/v1/scores", json={"client_ids": ids}, headers=KEY)
+            for _ in range(16)
+        ]
         live = client.get(f"{base}/health/live")
         pending_when_live_answered = sum(not f.done() for f in busy)
         results = [f.result() for f in busy]
