@@ -1,0 +1,139 @@
+"""`comeback ingest` end to end on small real files: outputs, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from features.contract import RAW_TABLES
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "ingest"
+QUARANTINE_COLUMNS = ["source_file", "line", "column", "rule", "value", "detail", "raw_row"]
+
+
+def write_params(tmp_path: Path, **ingest: object) -> Path:
+    """The repo's params.yaml with the ingest section overridden."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ingest"] = {"export_date": "2025-01-01", "timezone": "UTC", "max_reject_share": 0.5, **ingest}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def make_export(tmp_path: Path, **replace: str) -> Path:
+    raw = tmp_path / "raw"
+    shutil.copytree(FIXTURES / "base", raw)
+    for table, defect in replace.items():
+        shutil.copy(FIXTURES / "defects" / defect, raw / f"{table}.csv")
+    return raw
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run `ingest` through Typer exactly as `comeback ingest` does (same command function).
+
+    The app is built here from `pipeline.ingest.command` so these tests do not depend on every
+    other stage importing cleanly; `tests/e2e` runs the installed `comeback` entry point.
+    """
+    from pipeline import ingest
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command("ingest")(ingest.command)
+    result = CliRunner().invoke(app, ["ingest", *args])
+    return result.exit_code, result.output
+
+
+def test_ingest_writes_clean_parquet_quarantine_and_report(tmp_path: Path) -> None:
+    raw = make_export(tmp_path, orders="orders_type.csv")
+    (raw / "contacts.csv").unlink()
+    out = tmp_path / "clean"
+    code, output = invoke("--raw", str(raw), "--out", str(out), "--params", str(write_params(tmp_path)))
+    assert code == 0, output
+    for name, contract in RAW_TABLES.items():
+        table = pq.read_table(out / f"{name}.parquet")
+        assert table.schema.names == contract.names
+        for c in contract.columns:
+            if c.kind == "timestamp":
+                assert table.schema.field(c.name).type == pa.timestamp("us", tz="UTC")
+        q = pacsv.read_csv(out / "quarantine" / f"{name}.csv")
+        assert q.schema.names == QUARANTINE_COLUMNS
+    assert pq.read_table(out / "contacts.parquet").num_rows == 0
+    report = json.loads((out / "ingest_report.json").read_text())
+    assert report["export_date"] == "2025-01-01" and report["timezone"] == "UTC"
+    assert report["tables"]["orders"] == {
+        "source_file": "orders.csv",
+        "rows_read": 3,
+        "rows_kept": 2,
+        "rows_quarantined": 1,
+        "quarantine_share": round(1 / 3, 6),
+        "quarantined_by_rule": {"type": 1},
+    }
+    q = pacsv.read_csv(out / "quarantine" / "orders.csv").to_pylist()
+    assert [(r["source_file"], r["line"], r["column"], r["rule"]) for r in q] == [
+        ("orders.csv", 3, "amount", "type")
+    ]
+    assert "orders" in output and "quarantined" in output
+    # only the outputs themselves, no temp files left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}.parquet" for n in RAW_TABLES] + ["quarantine", "ingest_report.json"]
+    )
+
+
+def test_missing_required_column_stops_with_file_and_column(tmp_path: Path) -> None:
+    raw = make_export(tmp_path, orders="orders_missing_column.csv")
+    code, output = invoke(
+        "--raw", str(raw), "--out", str(tmp_path / "o"), "--params", str(write_params(tmp_path))
+    )
+    assert code != 0
+    assert "orders.csv" in output and "'amount'" in output
+
+
+def test_reject_share_above_threshold_stops_and_names_the_table(tmp_path: Path) -> None:
+    raw = make_export(tmp_path, orders="orders_many_bad.csv")
+    out = tmp_path / "o"
+    params = write_params(tmp_path, max_reject_share=0.05)
+    code, output = invoke("--raw", str(raw), "--out", str(out), "--params", str(params))
+    assert code != 0
+    assert "orders (orders.csv): 2 of 4 rows = 50.0%" in output
+    # the quarantine explaining the failure is written; no clean table a later stage could trust
+    assert len(pacsv.read_csv(out / "quarantine" / "orders.csv")) == 2
+    assert not (out / "orders.parquet").exists()
+
+
+def test_typo_in_mapping_stops_with_the_key(tmp_path: Path) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("tables:\n  orders:\n    colums: {order_id: BestellNr}\n")
+    code, output = invoke(
+        "--raw",
+        str(make_export(tmp_path)),
+        "--out",
+        str(tmp_path / "o"),
+        "--mapping",
+        str(mapping),
+        "--params",
+        str(write_params(tmp_path)),
+    )
+    assert code != 0
+    assert "tables.orders.colums" in output
+
+
+@pytest.mark.parametrize("key", ["export_date"])
+def test_params_without_ingest_key_stop(tmp_path: Path, key: str) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    del params["ingest"][key]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    code, output = invoke(
+        "--raw", str(make_export(tmp_path)), "--out", str(tmp_path / "o"), "--params", str(path)
+    )
+    assert code != 0 and f"ingest.{key}" in output
