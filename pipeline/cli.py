@@ -11,7 +11,7 @@ import logging
 
 import typer
 
-from pipeline import build_features, evaluate, generate, ingest, promote, score, serve, train
+from pipeline import build_features, evaluate, generate, ingest, online_retail, promote, score, serve, train
 
 app = typer.Typer(
     name="comeback",
@@ -32,6 +32,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 app.command("generate")(generate.command)
 app.command("ingest")(ingest.command)
+app.command("adapt-online-retail")(online_retail.command)
 app.command("features")(build_features.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
