@@ -407,13 +407,20 @@ def load_raw_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, tm: T
         reject_slots[int(slot)] = body.count("\n")
         texts[int(slot)] = (f"{kinds}: {message}", body)
     segments, reject_lines = physical_line_segments(kept_rows, embedded, reject_slots, find_blank_lines(path))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {relation}_segments (k BIGINT, line BIGINT)")
-    if segments:
-        con.executemany(f"INSERT INTO {relation}_segments VALUES (?, ?)", [list(s) for s in segments])
-    con.execute(
-        f"CREATE OR REPLACE TABLE {relation} AS SELECT r.* EXCLUDE (_k), s.line + (r._k - s.k) AS {_LINE} "
-        f"FROM (SELECT rowid AS _k, * FROM {relation}_read) r ASOF JOIN {relation}_segments s ON r._k >= s.k"
+    seg = pa.table(
+        {
+            "k": pa.array([k for k, _ in segments], pa.int64()),
+            "line": pa.array([n for _, n in segments], pa.int64()),
+        }
     )
+    con.register(f"{relation}_segments", seg)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {relation} AS "
+        f"SELECT r.* EXCLUDE (_ingest_k), s.line + (r._ingest_k - s.k) AS {_LINE} "
+        f"FROM (SELECT rowid AS _ingest_k, * FROM {relation}_read) r "
+        f"ASOF JOIN {relation}_segments s ON r._ingest_k >= s.k"
+    )
+    con.unregister(f"{relation}_segments")
     con.execute(f"DROP TABLE {relation}_read")
     malformed = [
         {"line": reject_lines[slot], "detail": texts[slot][0], "text": texts[slot][1]}
@@ -602,12 +609,14 @@ def validate_table(
         f"WHERE line NOT IN (SELECT line FROM {violations}) ORDER BY line"
     )
 
-    con.execute(f"CREATE OR REPLACE TEMP TABLE malformed_{name} (line BIGINT, detail VARCHAR, text VARCHAR)")
-    if raw.malformed:
-        con.executemany(
-            f"INSERT INTO malformed_{name} VALUES (?, ?, ?)",
-            [[m["line"], m["detail"], m["text"]] for m in raw.malformed],
-        )
+    malformed = pa.table(
+        {
+            "line": pa.array([m["line"] for m in raw.malformed], pa.int64()),
+            "detail": pa.array([m["detail"] for m in raw.malformed], pa.string()),
+            "text": pa.array([m["text"] for m in raw.malformed], pa.string()),
+        }
+    )
+    con.register(f"malformed_{name}", malformed)
     quarantine = con.sql(
         f'SELECT {_lit(source)} AS source_file, q.line, q."column", q.rule, q.value, q.detail, t.raw_row '
         f"FROM {violations} q JOIN {typed} t USING (line) "

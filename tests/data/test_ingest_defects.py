@@ -277,3 +277,16 @@ def test_parquet_input_works_like_csv(tmp_path: Path) -> None:
             (r[1], r[2], r[3]) for r in quarantined(from_parquet, table)
         ]
     assert quarantined(from_parquet, "orders")[0][0] == "orders.parquet"
+
+
+def test_crlf_line_ends_bom_and_missing_final_newline_keep_line_numbers(tmp_path: Path) -> None:
+    raw = make_export(tmp_path)
+    text = (FIXTURES / "defects" / "orders_field_count.csv").read_text()
+    (raw / "orders.csv").write_bytes(b"\xef\xbb\xbf" + text.rstrip("\n").replace("\n", "\r\n").encode())
+    result = run(raw)
+    assert quarantined(result, "orders") == [
+        ("orders.csv", 3, "", "malformed_line"),
+        ("orders.csv", 4, "", "malformed_line"),
+    ]
+    assert result.tables["orders"].clean.column("order_id").to_pylist() == ["o1", "o4"]
+    assert result.tables["orders"].clean.column("paid_at").to_pylist()[0] == dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
