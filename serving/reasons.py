@@ -190,8 +190,7 @@ TEMPLATES: dict[str, Template] = {
     ),
     "open_complaint_severity_max": Template(
         (
-            "open complaint, severity {open_complaint_severity_max|n}, "
-            "last complaint {days_since_last_complaint|days} old",
+            "open complaint, severity {open_complaint_severity_max|n}, {days_since_last_complaint|days} old",
             "open complaint, severity {open_complaint_severity_max|n}",
         ),
         zero="no open complaint",
@@ -224,8 +223,8 @@ TEMPLATES: dict[str, Template] = {
         ("{late_payment_share|pct} of invoices paid late",), zero="pays on time", missing="no invoice due yet"
     ),
     "late_payments_365d": Template(
-        ("{late_payments_365d|plural:late payment} this year (last 365 days)",),
-        zero="no late payment this year (last 365 days)",
+        ("{late_payments_365d|plural:late payment} this year",),
+        zero="no late payment this year",
     ),
     "overdue_unpaid_amount": Template(
         ("{overdue_unpaid_amount|money} overdue and unpaid",), zero="nothing overdue"

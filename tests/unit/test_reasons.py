@@ -1,0 +1,84 @@
+"""Reasons in words: every model input has a template, phrases carry values and units."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from features.contract import FEATURE_COLUMNS
+from serving.reasons import TEMPLATES, ReasonRenderer, Template, template_table_markdown
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
+
+
+def values(**given_values: float) -> dict[str, float]:
+    out = dict.fromkeys(FEATURE_COLUMNS, math.nan)
+    out.update(given_values)
+    return out
+
+
+def render(feature: str, **given_values: float) -> str:
+    v = values(**given_values)
+    return ReasonRenderer().render(feature, v.__getitem__)
+
+
+def test_every_feature_has_a_template() -> None:
+    missing = [f for f in FEATURE_COLUMNS if f not in TEMPLATES]
+    assert missing == []
+    assert set(TEMPLATES) <= set(FEATURE_COLUMNS)
+
+
+def test_examples_from_the_issue() -> None:
+    assert render("recency_days", recency_days=140.2, gap_mean_days=30.4) == (
+        "no order for 140 days; usually orders every 30"
+    )
+    assert render(
+        "open_complaint_severity_max", open_complaint_severity_max=4, days_since_last_complaint=12
+    ) == ("open complaint, severity 4, 12 days old")
+    assert render("late_payments_365d", late_payments_365d=3) == "3 late payments this year"
+
+
+def test_alternatives_zero_and_missing() -> None:
+    assert render("recency_days", recency_days=95) == "no order for 95 days"  # gap unknown: shorter phrase
+    assert render("recency_days") == "no completed order yet"
+    assert render("late_payments_365d", late_payments_365d=0) == "no late payment this year"
+    assert render("late_payments_365d", late_payments_365d=1) == "1 late payment this year"
+    assert render("twice_lost", twice_lost=1) == "lost at least twice before"
+    assert (
+        render("complaint_severity_max", complaint_severity_max=5)
+        == "worst complaint: severity 5 (end of the world)"
+    )
+    assert render("late_payment_share", late_payment_share=0.456) == "46% of invoices paid late"
+    assert render("overdue_unpaid_amount", overdue_unpaid_amount=12345.6) == "12,346 overdue and unpaid"
+    assert render("days_since_last_complaint", days_since_last_complaint=1) == "last complaint 1 day ago"
+
+
+def test_unknown_feature_or_placeholder_is_an_error() -> None:
+    with pytest.raises(KeyError, match="no reason template for feature 'nope'"):
+        ReasonRenderer().render("nope", lambda _: 1.0)
+    with pytest.raises(ValueError, match="unknown feature 'not_a_feature'"):
+        ReasonRenderer({"recency_days": Template(("x {not_a_feature|days}",))})
+    with pytest.raises(ValueError, match="unknown reason format 'weird'"):
+        ReasonRenderer({"recency_days": Template(("x {recency_days|weird}",))})
+
+
+@given(
+    feature=st.sampled_from(FEATURE_COLUMNS),
+    value=st.one_of(st.just(0.0), st.just(math.nan), st.floats(-1e6, 1e6, allow_nan=False)),
+    other=st.one_of(st.just(math.nan), st.floats(0, 1e4)),
+)
+def test_phrases_never_show_raw_feature_names(feature: str, value: float, other: float) -> None:
+    v = dict.fromkeys(FEATURE_COLUMNS, other)
+    v[feature] = value
+    phrase = ReasonRenderer().render(feature, v.__getitem__)
+    assert phrase
+    assert "{" not in phrase and "}" not in phrase
+    assert not any(name in phrase for name in FEATURE_COLUMNS)
+
+
+def test_docs_carry_the_template_table() -> None:
+    assert template_table_markdown() in DOCS.read_text(encoding="utf-8")
