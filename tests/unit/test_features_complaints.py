@@ -55,7 +55,12 @@ def test_resolved_exactly_at_cutoff_is_open(table: pd.DataFrame) -> None:
 
 def test_no_complaints(table: pd.DataFrame) -> None:
     r = row(table, "k3")
-    assert (r.complaints_total, r.complaints_365d, r.open_complaints, r.open_complaint_severity_max) == (0, 0, 0, 0)
+    assert (r.complaints_total, r.complaints_365d, r.open_complaints, r.open_complaint_severity_max) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert r.complaint_severity_weighted_365d == 0
     for col in (
         "complaint_severity_max",

@@ -53,7 +53,13 @@ def test_one_row_per_client_created_before_the_cutoff(table: pd.DataFrame) -> No
 def test_windows_count_sum_and_null_safe_margin(table: pd.DataFrame) -> None:
     r = row(table, "r1")
     assert [r.orders_30d, r.orders_90d, r.orders_180d, r.orders_365d, r.orders_total] == [2, 3, 4, 4, 5]
-    assert [r.amount_30d, r.amount_90d, r.amount_180d, r.amount_365d, r.amount_total] == [105, 155, 185, 185, 205]
+    assert [r.amount_30d, r.amount_90d, r.amount_180d, r.amount_365d, r.amount_total] == [
+        105,
+        155,
+        185,
+        185,
+        205,
+    ]
     assert [r.margin_30d, r.margin_90d, r.margin_180d, r.margin_365d, r.margin_total] == [10, 10, 13, 13, 15]
     assert r.avg_order_amount == pytest.approx(41.0)
 
@@ -83,10 +89,22 @@ def test_gaps_overdue_trend_and_shares(table: pd.DataFrame) -> None:
 def test_client_without_orders(table: pd.DataFrame) -> None:
     r = row(table, "r2")
     assert r.state == "no_order"
-    assert (r.orders_total, r.orders_30d, r.amount_total, r.margin_total, r.orders_trend_90d) == (0, 0, 0, 0, 0)
+    assert (r.orders_total, r.orders_30d, r.amount_total, r.margin_total, r.orders_trend_90d) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     assert r.amount_trend_90d == 0.0
     assert r.cancelled_share == 0.0
-    for col in ("recency_days", "days_since_first_order", "avg_order_amount", "gap_mean_days", "overdue_ratio"):
+    for col in (
+        "recency_days",
+        "days_since_first_order",
+        "avg_order_amount",
+        "gap_mean_days",
+        "overdue_ratio",
+    ):
         assert pd.isna(r[col]), col
     assert pd.isna(r.first_order_at) and pd.isna(r.last_order_at)
 
