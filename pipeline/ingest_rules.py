@@ -94,8 +94,6 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 
-# A time of day followed by an offset or Z: such values carry their own zone.
-_OFFSET_RE = r"[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _LINE = "_ingest_line"
 
 
@@ -216,11 +214,15 @@ def locate_sources(raw_dir: Path, mapping: ExportMapping) -> dict[str, Path | No
     return found
 
 
-def connect(threads: int) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a fixed thread count and UTC session time zone."""
+def connect(threads: int, timezone: str = "UTC") -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a fixed thread count, its session time zone set to ``timezone``.
+
+    The session zone is how naive timestamps are read: casting text without an offset to
+    TIMESTAMPTZ interprets it in that zone (ICU), text with an offset keeps its own instant.
+    """
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {int(threads)}")
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET TimeZone = {_lit(timezone)}")
     return con
 
 
@@ -407,20 +409,16 @@ def load_raw_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, tm: T
         reject_slots[int(slot)] = body.count("\n")
         texts[int(slot)] = (f"{kinds}: {message}", body)
     segments, reject_lines = physical_line_segments(kept_rows, embedded, reject_slots, find_blank_lines(path))
-    seg = pa.table(
-        {
-            "k": pa.array([k for k, _ in segments], pa.int64()),
-            "line": pa.array([n for _, n in segments], pa.int64()),
-        }
-    )
-    con.register(f"{relation}_segments", seg)
+    # Expand the segments into one line number per row, then attach it by position (no join work).
+    bounds = np.array([k for k, _ in segments] + [kept_rows], dtype=np.int64)
+    offsets = np.array([line - k for k, line in segments], dtype=np.int64)
+    lines = np.arange(kept_rows, dtype=np.int64) + np.repeat(offsets, np.diff(bounds))
+    con.register(f"{relation}_lines", pa.table({_LINE: lines}))
     con.execute(
         f"CREATE OR REPLACE TABLE {relation} AS "
-        f"SELECT r.* EXCLUDE (_ingest_k), s.line + (r._ingest_k - s.k) AS {_LINE} "
-        f"FROM (SELECT rowid AS _ingest_k, * FROM {relation}_read) r "
-        f"ASOF JOIN {relation}_segments s ON r._ingest_k >= s.k"
+        f"SELECT * FROM {relation}_read POSITIONAL JOIN {relation}_lines"
     )
-    con.unregister(f"{relation}_segments")
+    con.unregister(f"{relation}_lines")
     con.execute(f"DROP TABLE {relation}_read")
     malformed = [
         {"line": reject_lines[slot], "detail": texts[slot][0], "text": texts[slot][1]}
@@ -442,8 +440,11 @@ def _text_expr(source: str | None, tm: TableMapping, column: Column, present: se
     return text
 
 
-def _typed_expr(text: str, column: Column, tm: TableMapping, timezone: str) -> str:
-    """SQL parsing the text into the contract type; NULL when it does not parse."""
+def _typed_expr(text: str, column: Column, tm: TableMapping) -> str:
+    """SQL parsing the text into the contract type; NULL when it does not parse.
+
+    Timestamps without an offset are read in the session time zone (see :func:`connect`).
+    """
     v = f"trim({text})"
     if column.kind == "string":
         return text
@@ -454,16 +455,12 @@ def _typed_expr(text: str, column: Column, tm: TableMapping, timezone: str) -> s
         return f"CASE WHEN isfinite(TRY_CAST({num} AS DOUBLE)) THEN TRY_CAST({num} AS DOUBLE) END"
     if column.kind == "bool":
         return f"TRY_CAST({v} AS BOOLEAN)"
-    zone = _lit(timezone)
     if tm.timestamp_format:
         fmt = _lit(tm.timestamp_format)
         if "%z" in tm.timestamp_format or "%Z" in tm.timestamp_format:
             return f"CAST(try_strptime({v}, {fmt}) AS TIMESTAMPTZ)"
-        return f"timezone({zone}, CAST(try_strptime({v}, {fmt}) AS TIMESTAMP))"
-    return (
-        f"CASE WHEN regexp_matches({v}, {_lit(_OFFSET_RE)}) THEN TRY_CAST({v} AS TIMESTAMPTZ) "
-        f"ELSE timezone({zone}, TRY_CAST({v} AS TIMESTAMP)) END"
-    )
+        return f"CAST(CAST(try_strptime({v}, {fmt}) AS TIMESTAMP) AS TIMESTAMPTZ)"
+    return f"TRY_CAST({v} AS TIMESTAMPTZ)"
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -497,18 +494,19 @@ def validate_table(
     if extra:
         log.info("%s: ignoring column(s) not in the %s contract: %s", source, name, ", ".join(extra))
 
-    select = [f"{_LINE} AS line"]
+    # Two levels so each mapped text expression is computed once and parsed from a plain column.
+    texts = [f"{_LINE} AS line"]
+    parsed = ["line", "row_hash"]
     for i, c in enumerate(contract.columns):
-        text = _text_expr(sources[c.name], tm, c, present)
-        select += [f"{text} AS v{i}", f"{_typed_expr(text, c, tm, params.timezone)} AS t{i}"]
-    raw_json = "json_object(" + ", ".join(f"{_lit(n)}, {_ident(n)}" for n in raw.columns) + ")"
+        texts.append(f"{_text_expr(sources[c.name], tm, c, present)} AS v{i}")
+        parsed += [f"v{i}", f"{_typed_expr(f'v{i}', c, tm)} AS t{i}"]
     all_raw = ", ".join(_ident(n) for n in raw.columns)
-    select += [
-        f"CAST({raw_json} AS VARCHAR) AS raw_row",
-        f"first_value({_LINE}) OVER (PARTITION BY {all_raw} ORDER BY {_LINE}) AS first_line",
-    ]
+    texts.append(f"hash({all_raw}) AS row_hash")
     typed = f"typed_{name}"
-    con.execute(f"CREATE OR REPLACE TABLE {typed} AS SELECT {', '.join(select)} FROM {raw.relation}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE {typed} AS SELECT {', '.join(parsed)} "
+        f"FROM (SELECT {', '.join(texts)} FROM {raw.relation})"
+    )
 
     idx = {c.name: i for i, c in enumerate(contract.columns)}
     for c in contract.columns:
@@ -524,7 +522,7 @@ def validate_table(
                 f"none of its {n_text} values parses, e.g. {example!r}{hint}"
             )
 
-    export_at = _lit(params.export_at.strftime("%Y-%m-%d %H:%M:%S+00"))
+    export_at = _lit(params.export_at.strftime("%Y-%m-%d %H:%M:%S+00:00"))
     checks: list[str] = []
 
     def check(column: str, rule: str, where: str, detail: str, value: str | None = None) -> None:
@@ -585,9 +583,19 @@ def validate_table(
         )
     violations = f"violations_{name}"
     con.execute(f"CREATE OR REPLACE TABLE {violations} AS {' UNION ALL '.join(checks)}")
+    # Exact duplicate rows: a hash finds the (usually few) candidates, then the raw values decide,
+    # so a hash collision can never quarantine a row that merely shares a hash.
+    duplicates = f"duplicates_{name}"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {duplicates} AS SELECT line, first_line FROM ("
+        f"SELECT {_LINE} AS line, min({_LINE}) OVER (PARTITION BY {all_raw}) AS first_line "
+        f"FROM {raw.relation} WHERE {_LINE} IN (SELECT line FROM ("
+        f"SELECT line, count(*) OVER (PARTITION BY row_hash) AS n FROM {typed}) WHERE n > 1)"
+        f") WHERE line <> first_line"
+    )
     con.execute(
         f"INSERT INTO {violations} SELECT line, '', {_lit(RULE_DUPLICATE_ROW)}, '', "
-        f"'same row as line ' || first_line FROM {typed} WHERE line <> first_line"
+        f"'same row as line ' || first_line FROM {duplicates}"
     )
     if contract.key:
         ki = idx[contract.key]
@@ -595,7 +603,7 @@ def validate_table(
             f"INSERT INTO {violations} SELECT line, {_lit(contract.key)}, {_lit(RULE_DUPLICATE_ID)}, v{ki}, "
             f"'id already used on line ' || first_id_line || ' (first valid occurrence kept)' FROM ("
             f"SELECT line, v{ki}, first_value(line) OVER (PARTITION BY t{ki} ORDER BY line) AS first_id_line "
-            f"FROM {typed} WHERE line = first_line AND line NOT IN (SELECT line FROM {violations})"
+            f"FROM {typed} WHERE line NOT IN (SELECT line FROM {violations})"
             f") WHERE line <> first_id_line"
         )
 
@@ -617,9 +625,11 @@ def validate_table(
         }
     )
     con.register(f"malformed_{name}", malformed)
+    raw_json = "json_object(" + ", ".join(f"{_lit(n)}, r.{_ident(n)}" for n in raw.columns) + ")"
     quarantine = con.sql(
-        f'SELECT {_lit(source)} AS source_file, q.line, q."column", q.rule, q.value, q.detail, t.raw_row '
-        f"FROM {violations} q JOIN {typed} t USING (line) "
+        f'SELECT {_lit(source)} AS source_file, q.line, q."column", q.rule, q.value, q.detail, '
+        f"CAST({raw_json} AS VARCHAR) AS raw_row "
+        f"FROM {violations} q JOIN {raw.relation} r ON r.{_LINE} = q.line "
         f"UNION ALL SELECT {_lit(source)}, line, '', {_lit(RULE_MALFORMED)}, text, detail, "
         f"to_json(text)::VARCHAR "
         f'FROM malformed_{name} ORDER BY line, rule, "column"'
@@ -675,7 +685,7 @@ def ingest_export(
     problems; the reject-share limit is checked separately (:func:`check_reject_shares`) so the
     caller can still write the quarantine files that explain the failure.
     """
-    con = connect(params.threads)
+    con = connect(params.threads, params.timezone)
     try:
         results: dict[str, TableResult] = {}
         for name in TABLE_ORDER:
