@@ -4,7 +4,7 @@ Writes N orders (default 1,000,000) for N/10 clients with about 0.1% defective r
 unknown client, wrong field count, duplicate row), then times, in the same run:
   baseline: DuckDB reads every CSV into a table (all_varchar), nothing else;
   ingest:   the full `ingest_export` (parse, every rule, line numbers, Arrow results).
-Run: .venv/bin/python bench/ingest.py [rows] [threads]
+Run from the repo root: .venv/bin/python -m bench.ingest [rows] [threads]
 """
 
 from __future__ import annotations
