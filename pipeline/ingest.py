@@ -83,7 +83,8 @@ def accounting_table(result: IngestResult) -> RichTable:
     """The per-table accounting as a Rich table: read = kept + quarantined, and counts by rule."""
     t = RichTable(title=f"ingest: export date {result.params.export_date} ({result.params.timezone})")
     for col in ("table", "file", "read", "kept", "quarantined", "share", "by rule"):
-        t.add_column(col, justify="right" if col in ("read", "kept", "quarantined", "share") else "left")
+        numeric = col in ("read", "kept", "quarantined", "share")
+        t.add_column(col, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric)
     for name in TABLE_ORDER:
         r = result.tables[name]
         rules = ", ".join(
