@@ -289,4 +289,5 @@ def test_crlf_line_ends_bom_and_missing_final_newline_keep_line_numbers(tmp_path
         ("orders.csv", 4, "", "malformed_line"),
     ]
     assert result.tables["orders"].clean.column("order_id").to_pylist() == ["o1", "o4"]
-    assert result.tables["orders"].clean.column("paid_at").to_pylist()[0] == dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+    paid_at = result.tables["orders"].clean.column("paid_at").to_pylist()
+    assert paid_at[0] == dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
