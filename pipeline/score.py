@@ -54,6 +54,11 @@ def command(
         help="MLflow tracking URI (default: COMEBACK_TRACKING_URI, else MLFLOW_TRACKING_URI).",
     ),
     alias: str = typer.Option("champion", help="Registry alias of the models to score with."),
+    fallback_models_dir: Path | None = typer.Option(
+        None,
+        help="Score with this trained folder when the registry has no model under --alias yet "
+        "(a fresh demo before `comeback promote`); the manifest names the source.",
+    ),
 ) -> None:
     """Score every client at the scoring cutoff and write the campaign files to OUT."""
     from models.scorer import ModelNotFoundError, load_model, load_model_from_dir
@@ -70,8 +75,18 @@ def command(
             churn = load_model_from_dir(models_dir / "churn")
             winback = load_model_from_dir(models_dir / "winback")
         else:
-            churn = load_model("churn", tracking_uri=tracking_uri, alias=alias)
-            winback = load_model("winback", tracking_uri=tracking_uri, alias=alias)
+            try:
+                churn = load_model("churn", tracking_uri=tracking_uri, alias=alias)
+                winback = load_model("winback", tracking_uri=tracking_uri, alias=alias)
+            except ModelNotFoundError as e:
+                if fallback_models_dir is None:
+                    raise
+                console.print(
+                    f"[yellow]{e}\nscoring with the trained models in {fallback_models_dir} instead "
+                    "(run `comeback promote` to serve registered champions)[/yellow]"
+                )
+                churn = load_model_from_dir(fallback_models_dir / "churn")
+                winback = load_model_from_dir(fallback_models_dir / "winback")
         frame = read_feature_table(features, when)
     except (ParamsError, ModelNotFoundError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]score: {e}[/red]")
