@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-import typer
 import yaml
 from typer.testing import CliRunner
 
@@ -39,16 +38,9 @@ def make_export(tmp_path: Path, **replace: str) -> Path:
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    """Run `ingest` through Typer exactly as `comeback ingest` does (same command function).
+    """Run `comeback ingest ARGS` through the real Typer app."""
+    from pipeline.cli import app
 
-    The app is built here from `pipeline.ingest.command` so these tests do not depend on every
-    other stage importing cleanly; `tests/e2e` runs the installed `comeback` entry point.
-    """
-    from pipeline import ingest
-
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    app.command("ingest")(ingest.command)
     result = CliRunner().invoke(app, ["ingest", *args])
     return result.exit_code, result.output
 
@@ -137,3 +129,40 @@ def test_params_without_ingest_key_stop(tmp_path: Path, key: str) -> None:
         "--raw", str(make_export(tmp_path)), "--out", str(tmp_path / "o"), "--params", str(path)
     )
     assert code != 0 and f"ingest.{key}" in output
+
+
+def test_adapt_online_retail_writes_a_raw_export_or_names_the_missing_file(tmp_path: Path) -> None:
+    from pipeline.cli import app
+
+    source = tmp_path / "or.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "InvoiceNo": ["536365", "C536366"],
+                "StockCode": ["85123A", "85123A"],
+                "Description": ["heart", "heart"],
+                "Quantity": pa.array([6, -1], pa.int64()),
+                "InvoiceDate": pa.array([1291191960000000, 1291192080000000], pa.timestamp("us")),
+                "UnitPrice": [2.55, 2.55],
+                "CustomerID": pa.array([17850, 17850], pa.int64()),
+                "Country": ["United Kingdom", "United Kingdom"],
+            }
+        ),
+        source,
+    )
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(app, ["adapt-online-retail", "--source", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_report.json",
+        "clients.parquet",
+        "complaints.parquet",
+        "orders.parquet",
+    ]
+    report = json.loads((out / "adapter_report.json").read_text())
+    assert report["lines_read"] == 2 and report["orders_by_kind"] == {"cancellation": 1, "invoice": 1}
+
+    missing = CliRunner().invoke(
+        app, ["adapt-online-retail", "--source", str(tmp_path / "no.parquet"), "--out", str(out)]
+    )
+    assert missing.exit_code != 0 and "no.parquet" in missing.output
