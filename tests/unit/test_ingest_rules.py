@@ -94,3 +94,14 @@ def test_header_with_quotes_bom_and_semicolons(tmp_path: Path) -> None:
     f = tmp_path / "h.csv"
     f.write_bytes('\ufeff"Kunden;Nr";Datum\r\nx;y\r\n'.encode())
     assert read_csv_header(f, CsvOptions(delimiter=";")) == ["Kunden;Nr", "Datum"]
+
+
+def test_real_data_params_validate() -> None:
+    from pipeline.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params" / "online_retail.yaml")
+    assert params.ingest.export_date == dt.date(2011, 12, 10)
+    assert params.ingest.export_at == dt.datetime(2011, 12, 10, tzinfo=dt.UTC)  # GMT in December
+    assert max(params.features.cutoff_dates()) + dt.timedelta(days=params.features.horizon_days) <= dt.date(
+        2011, 12, 10
+    )
