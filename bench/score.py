@@ -44,8 +44,6 @@ def main() -> None:
         sample, TrainParams(num_threads=args.threads, churn=booster, winback=booster), horizon_days=100
     )
     models: dict[str, LoadedModel] = {k: t.model for k, t in trained.items()}
-    for m in models.values():
-        m._predict_kwargs["num_threads"] = args.threads  # batch: all cores, the API uses 1
     trees = {k: m.booster.num_trees() for k, m in models.items()}
     print(f"trained on {len(sample):,} rows in {time.perf_counter() - t0:.1f} s; trees {trees}")
 

@@ -54,6 +54,9 @@ def command(
         help="MLflow tracking URI (default: COMEBACK_TRACKING_URI, else MLFLOW_TRACKING_URI).",
     ),
     alias: str = typer.Option("champion", help="Registry alias of the models to score with."),
+    threads: int = typer.Option(
+        2, min=1, help="LightGBM threads for the batch (the API uses 1 per request)."
+    ),
     fallback_models_dir: Path | None = typer.Option(
         None,
         help="Score with this trained folder when the registry has no model under --alias yet "
@@ -72,12 +75,12 @@ def command(
         score_params = load_params(params).score
         when = cutoff.date() if cutoff is not None else score_params.cutoff
         if models_dir is not None:
-            churn = load_model_from_dir(models_dir / "churn")
-            winback = load_model_from_dir(models_dir / "winback")
+            churn = load_model_from_dir(models_dir / "churn", num_threads=threads)
+            winback = load_model_from_dir(models_dir / "winback", num_threads=threads)
         else:
             try:
-                churn = load_model("churn", tracking_uri=tracking_uri, alias=alias)
-                winback = load_model("winback", tracking_uri=tracking_uri, alias=alias)
+                churn = load_model("churn", tracking_uri=tracking_uri, alias=alias, num_threads=threads)
+                winback = load_model("winback", tracking_uri=tracking_uri, alias=alias, num_threads=threads)
             except ModelNotFoundError as e:
                 if fallback_models_dir is None:
                     raise
@@ -85,8 +88,8 @@ def command(
                     f"[yellow]{e}\nscoring with the trained models in {fallback_models_dir} instead "
                     "(run `comeback promote` to serve registered champions)[/yellow]"
                 )
-                churn = load_model_from_dir(fallback_models_dir / "churn")
-                winback = load_model_from_dir(fallback_models_dir / "winback")
+                churn = load_model_from_dir(fallback_models_dir / "churn", num_threads=threads)
+                winback = load_model_from_dir(fallback_models_dir / "winback", num_threads=threads)
         frame = read_feature_table(features, when)
     except (ParamsError, ModelNotFoundError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]score: {e}[/red]")

@@ -218,15 +218,11 @@ class Scorer:
         return np.asarray(p, dtype=np.float64), self._words(rows, reasons)
 
     def _words(self, rows: np.ndarray, reasons: Sequence[Sequence[ReasonLike]]) -> list[list[str]]:
-        matrix = self.snapshot.matrix
+        matrix, render = self.snapshot.matrix, self._renderer.render_row
         out: list[list[str]] = []
         for r, row_reasons in zip(rows.tolist(), reasons, strict=True):
-            vec = matrix[r]
-
-            def value_of(name: str, vec: np.ndarray = vec) -> float:
-                return float(vec[FEATURE_INDEX[name]])
-
-            out.append([self._renderer.render(x.feature, value_of) for x in row_reasons])
+            values = matrix[r].tolist()
+            out.append([render(x.feature, values) for x in row_reasons])
         return out
 
     def score(self, rows: np.ndarray | None = None, *, reasons: ReasonsMode = "all") -> ScoredRows:

@@ -83,26 +83,25 @@ class Template:
 
 @dataclass(frozen=True)
 class _Compiled:
-    parts: tuple[str | tuple[str, Callable[[float], str]], ...]
-    needs: tuple[str, ...]
+    # (literal text, column index in FEATURE_COLUMNS or -1, formatter or None) per part
+    parts: tuple[tuple[str, int, Callable[[float], str] | None], ...]
+
+
+_COLUMN_INDEX = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 
 
 def _compile(text: str) -> _Compiled:
-    parts: list[str | tuple[str, Callable[[float], str]]] = []
-    needs: list[str] = []
+    parts: list[tuple[str, int, Callable[[float], str] | None]] = []
     pos = 0
     for m in _PLACEHOLDER.finditer(text):
-        if m.start() > pos:
-            parts.append(text[pos : m.start()])
         name, spec = m.group(1), m.group(2)
-        if name not in FEATURE_COLUMNS:
+        if name not in _COLUMN_INDEX:
             raise ValueError(f"reason template {text!r} names unknown feature {name!r}")
-        parts.append((name, _formatter(spec)))
-        needs.append(name)
+        parts.append((text[pos : m.start()], _COLUMN_INDEX[name], _formatter(spec)))
         pos = m.end()
     if pos < len(text):
-        parts.append(text[pos:])
-    return _Compiled(tuple(parts), tuple(needs))
+        parts.append((text[pos:], -1, None))
+    return _Compiled(tuple(parts))
 
 
 def _window_templates() -> dict[str, Template]:
@@ -274,34 +273,36 @@ class ReasonRenderer:
 
     def render(self, feature: str, value_of: Callable[[str], float]) -> str:
         """The phrase for ``feature`` of one client; ``value_of(name)`` gives its values (NaN = unknown)."""
+        return self.render_row(feature, [value_of(name) for name in FEATURE_COLUMNS])
+
+    def render_row(self, feature: str, row: Sequence[float]) -> str:
+        """The phrase for ``feature`` of one client whose values are ``row`` (FEATURE_COLUMNS order).
+
+        The fast path of the batch: pass ``matrix[r].tolist()``.
+        """
         try:
             texts, zero, missing = self._compiled[feature]
         except KeyError:
             raise KeyError(f"no reason template for feature {feature!r}") from None
-        own = value_of(feature)
+        own = row[_COLUMN_INDEX[feature]]
         if zero is not None and own == 0:
-            return _fill(zero, value_of) or missing
+            return _fill(zero, row) or missing
         if own != own:  # NaN: the feature is unknown for this client
             return missing
         for compiled in texts:
-            phrase = _fill(compiled, value_of)
+            phrase = _fill(compiled, row)
             if phrase is not None:
                 return phrase
         return missing
 
-    def render_many(self, features: Sequence[str], value_of: Callable[[str], float]) -> list[str]:
-        """Phrases for several features of one client, in the given order."""
-        return [self.render(f, value_of) for f in features]
 
-
-def _fill(compiled: _Compiled, value_of: Callable[[str], float]) -> str | None:
+def _fill(compiled: _Compiled, row: Sequence[float]) -> str | None:
     out: list[str] = []
-    for part in compiled.parts:
-        if isinstance(part, str):
-            out.append(part)
+    for literal, index, fmt in compiled.parts:
+        out.append(literal)
+        if fmt is None:
             continue
-        name, fmt = part
-        x = value_of(name)
+        x = row[index]
         if x is None or not math.isfinite(x):
             return None
         out.append(fmt(float(x)))
