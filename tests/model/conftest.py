@@ -34,3 +34,37 @@ def churn_model(fabricated: tuple[pd.DataFrame, pd.DataFrame]) -> TrainedModel:
 @pytest.fixture(scope="session")
 def winback_model(fabricated: tuple[pd.DataFrame, pd.DataFrame]) -> TrainedModel:
     return fit_model(fabricated[0], "winback", small_params(), horizon_days=HORIZON_DAYS)
+
+
+SAMPLE_CLIENTS = 8000
+
+
+@pytest.fixture(scope="session")
+def sample_features(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The real generate -> ingest -> features pipeline on a seeded sample (8000 clients)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    work = tmp_path_factory.mktemp("sample")
+    shutil.copy(root / "params.yaml", work / "params.yaml")
+    exe = Path(sys.executable).parent / "comeback"
+    cli = str(exe) if exe.exists() else "comeback"
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    for args in (
+        ["generate", "--clients", str(SAMPLE_CLIENTS), "--seed", "7", "--out", "raw"],
+        ["ingest", "--raw", "raw", "--out", "clean"],
+        ["features", "--clean", "clean", "--out", "features"],
+    ):
+        done = subprocess.run([cli, *args], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"comeback {args[0]} failed:\n{done.stdout}\n{done.stderr}"
+    return pd.read_parquet(work / "features" / "features.parquet")
+
+
+@pytest.fixture(scope="session")
+def sample_churn_model(sample_features: pd.DataFrame) -> TrainedModel:
+    """A churn model trained on the sample (defaults except one thread)."""
+    return fit_model(sample_features, "churn", TrainParams(num_threads=1), horizon_days=HORIZON_DAYS)
