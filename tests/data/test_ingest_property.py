@@ -116,3 +116,53 @@ def test_every_row_is_kept_or_quarantined_and_good_rows_are_unaltered(
         assert row["amount"] == r["amount"]
         assert row["margin"] == r["margin"]
         assert row["status"] == r["status"]
+
+
+segments = st.text(alphabet=st.sampled_from(list('ab ,"\n')), max_size=12)
+client_rows = st.lists(
+    st.tuples(
+        st.sampled_from(("good", "good", "type", "malformed", "broken_quote")), segments, st.booleans()
+    ),
+    min_size=1,
+    max_size=25,
+).filter(lambda mix: any(kind == "good" for kind, _, _ in mix))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(client_rows)
+def test_line_numbers_survive_quoted_newlines_and_blank_lines(mix: list[tuple[str, str, bool]]) -> None:
+    """Quarantine lines are the physical lines the rows were written on, whatever multi-line quoted
+    values and blank lines come before them; quoted values come back unaltered."""
+    text, line = ["client_id,created_at,manager_id,segment,do_not_contact"], 2
+    good: dict[str, str] = {}
+    bad_lines: set[int] = set()
+    for i, (kind, segment, blank_before) in enumerate(mix):
+        if blank_before:
+            text.append("")
+            line += 1
+        quoted = '"' + segment.replace('"', '""') + '"'
+        created = "soon" if kind == "type" else "2023-05-01 10:00:00"
+        row = f"c{i},{created},m1,{quoted},"
+        if kind == "malformed":
+            row += ",surplus"
+        elif kind == "broken_quote":
+            row = f'c{i},{created},m1,"{segment.replace(chr(34), "")}"x,'
+        text.append(row)
+        if kind == "good":
+            good[f"c{i}"] = segment
+        else:
+            bad_lines.add(line)
+        line += 1 + row.count("\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw"
+        shutil.copytree(FIXTURES / "base", raw)
+        (raw / "clients.csv").write_text("\n".join(text) + "\n")
+        mapping = ExportMapping()
+        result = ingest_export(locate_sources(raw, mapping), mapping, PARAMS).tables["clients"]
+
+    assert result.rows_read == len(mix) == result.rows_kept + result.rows_quarantined
+    assert {q["line"] for q in result.quarantine.to_pylist()} == bad_lines
+    assert {r["client_id"]: r["segment"] for r in result.clean.to_pylist()} == {
+        cid: (seg if seg.strip(" ") else None)
+        for cid, seg in good.items()  # blank = spaces only
+    }
