@@ -39,7 +39,7 @@ class TrainParams(BaseModel):
 
     seed: int = 42
     num_threads: int = Field(default=2, ge=1)
-    calibration: CalibrationMethod = "isotonic"
+    calibration: CalibrationMethod = "platt"
     experiment: str = "comeback"
     register_models: bool = True  # register both models in MLflow (alias challenger)
     churn: BoosterParams = BoosterParams()
