@@ -248,20 +248,27 @@ def read_csv_header(path: Path, options: CsvOptions) -> list[str]:
     return names
 
 
-def find_blank_lines(path: Path, chunk_bytes: int = 64 << 20) -> np.ndarray:
-    """1-based numbers of the empty physical lines of a file (``\\n`` or ``\\r\\n`` alone).
-
-    DuckDB's CSV reader skips them but counts them in its line numbers; knowing them lets us turn
-    its record numbers into physical line numbers. Vectorised over 64 MiB chunks.
-    """
+def newline_offsets(path: Path, chunk_bytes: int = 64 << 20) -> np.ndarray:
+    """Byte offsets of every ``\\n`` in a file, found vectorised over 64 MiB chunks."""
     size = path.stat().st_size
     if size == 0:
         return np.zeros(0, dtype=np.int64)
     data = np.memmap(path, dtype=np.uint8, mode="r")
-    newlines = [np.flatnonzero(data[i : i + chunk_bytes] == 10) + i for i in range(0, size, chunk_bytes)]
-    nl = np.concatenate(newlines) if newlines else np.zeros(0, dtype=np.int64)
+    parts = [np.flatnonzero(data[i : i + chunk_bytes] == 10) + i for i in range(0, size, chunk_bytes)]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def find_blank_lines(path: Path, chunk_bytes: int = 64 << 20, nl: np.ndarray | None = None) -> np.ndarray:
+    """1-based numbers of the empty physical lines of a file (``\\n`` or ``\\r\\n`` alone).
+
+    DuckDB's CSV reader skips them but counts them in its line numbers; knowing them lets us turn
+    its record numbers into physical line numbers. ``nl``: the file's newline offsets, if known.
+    """
+    if nl is None:
+        nl = newline_offsets(path, chunk_bytes)
     if nl.size == 0:
         return np.zeros(0, dtype=np.int64)
+    data = np.memmap(path, dtype=np.uint8, mode="r")
     starts = np.concatenate(([0], nl[:-1] + 1))
     length = nl - starts
     blank = length == 0
@@ -269,6 +276,18 @@ def find_blank_lines(path: Path, chunk_bytes: int = 64 << 20) -> np.ndarray:
     if one.size:
         blank[one] = data[starts[one]] == 13
     return np.flatnonzero(blank).astype(np.int64) + 1
+
+
+def read_physical_lines(path: Path, nl: np.ndarray, first: int, count: int, encoding: str) -> str:
+    """The exact text of physical lines ``first .. first+count-1`` (1-based), undecodable bytes as
+    ``\\xNN`` escapes, so a malformed line is quarantined without losing a byte."""
+    start = 0 if first <= 1 else int(nl[first - 2]) + 1
+    last = first - 1 + count - 1  # index into nl of the last line's end
+    end = int(nl[last]) if last < nl.size else path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(start)
+        raw = fh.read(max(end - start, 0))
+    return raw.decode(encoding, errors="backslashreplace").removesuffix("\r")
 
 
 def physical_line_segments(
@@ -408,7 +427,9 @@ def load_raw_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, tm: T
         body = (text or "").strip("\r\n")
         reject_slots[int(slot)] = body.count("\n")
         texts[int(slot)] = (f"{kinds}: {message}", body)
-    segments, reject_lines = physical_line_segments(kept_rows, embedded, reject_slots, find_blank_lines(path))
+    nl = newline_offsets(path)
+    blanks = find_blank_lines(path, nl=nl)
+    segments, reject_lines = physical_line_segments(kept_rows, embedded, reject_slots, blanks)
     # Expand the segments into one line number per row, then attach it by position (no join work).
     bounds = np.array([k for k, _ in segments] + [kept_rows], dtype=np.int64)
     offsets = np.array([line - k for k, line in segments], dtype=np.int64)
@@ -421,7 +442,11 @@ def load_raw_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, tm: T
     con.unregister(f"{relation}_lines")
     con.execute(f"DROP TABLE {relation}_read")
     malformed = [
-        {"line": reject_lines[slot], "detail": texts[slot][0], "text": texts[slot][1]}
+        {
+            "line": reject_lines[slot],
+            "detail": texts[slot][0],
+            "text": read_physical_lines(path, nl, reject_lines[slot], 1 + reject_slots[slot], opts.encoding),
+        }
         for slot in sorted(texts)
     ]
     return RawTable(table, path.name, relation, names, malformed)

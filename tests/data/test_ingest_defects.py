@@ -144,6 +144,13 @@ def test_malformed_line_keeps_its_text(tmp_path: Path) -> None:
     assert "TOO MANY COLUMNS" in rows[0]["detail"]
 
 
+def test_bad_encoding_line_is_kept_byte_for_byte(tmp_path: Path) -> None:
+    result = run(make_export(tmp_path, orders="orders_bad_encoding.csv"))
+    (row,) = result.tables["orders"].quarantine.to_pylist()
+    assert row["value"] == "o2,c1\\xff\\xfe,2024-03-07 11:00:00,80,,completed,2024-04-07,"
+    assert "INVALID ENCODING" in row["detail"]
+
+
 def test_duplicate_id_keeps_the_first_occurrence(tmp_path: Path) -> None:
     result = run(make_export(tmp_path, orders="orders_duplicate_id.csv"))
     clean = result.tables["orders"].clean.to_pylist()
