@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,7 @@ class ScoreParams(BaseModel):
     severe_complaint_min: int = Field(default=4, ge=1, le=5)
     new_client_days: float = Field(default=100.0, gt=0.0)
     reasons_per_client: int = Field(default=3, ge=1, le=10)
+    reason_method: Literal["path", "shap"] = "path"  # see serving/explain.py
     reasons_for_all: bool = False  # batch: reasons for every scored client, not only listed ones
     winback_offers: dict[str, Offer] = Field(default_factory=_default_winback_offers)
     prevention_offers: dict[str, Offer] = Field(default_factory=_default_prevention_offers)

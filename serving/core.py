@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from features.contract import FEATURE_COLUMNS, ContractError, check_feature_table
 from serving.campaigns import CampaignPlan, assign_campaigns, plan_campaigns
 from serving.config import ScoreParams
+from serving.explain import PathExplainer
 from serving.reasons import ReasonRenderer
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,12 @@ class ScoringModel(Protocol):
     @property
     def metrics(self) -> dict[str, float]: ...
 
+    @property
+    def booster(self) -> Any: ...  # lightgbm.Booster (path attribution reads its trees)
+
     def predict_probability(self, X: Any) -> np.ndarray: ...
 
     def top_reasons(self, X: Any, k: int = 3) -> Sequence[Sequence[ReasonLike]]: ...
-
-    def predict_with_reasons(
-        self, X: Any, k: int = 3
-    ) -> tuple[np.ndarray, Sequence[Sequence[ReasonLike]]]: ...
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,11 @@ class Scorer:
         self.params = params
         self._cols = {m.kind: self._columns_of(m) for m in (churn, winback)}
         self._renderer = ReasonRenderer()
+        self._explainers = (
+            {m.kind: PathExplainer.from_booster(m.booster, m.feature_names) for m in (churn, winback)}
+            if params.reason_method == "path"
+            else {}
+        )
 
     @staticmethod
     def _columns_of(model: ScoringModel) -> np.ndarray:
@@ -208,28 +213,32 @@ class Scorer:
     def model_versions(self) -> dict[str, str]:
         return {"churn": self.churn.version, "winback": self.winback.version}
 
-    def _predict(
-        self, model: ScoringModel, rows: np.ndarray, with_reasons: bool
-    ) -> tuple[np.ndarray, list[list[str]]]:
-        X = self.snapshot.matrix[np.ix_(rows, self._cols[model.kind])]
-        if not with_reasons:
-            return np.asarray(model.predict_probability(X), dtype=np.float64), []
-        p, reasons = model.predict_with_reasons(X, k=self.params.reasons_per_client)
-        return np.asarray(p, dtype=np.float64), self._words(rows, reasons)
+    def _top_features(self, model: ScoringModel, X: np.ndarray) -> list[list[str]]:
+        """Names of the top positive contributions per row (path attribution or TreeSHAP, per params)."""
+        k = self.params.reasons_per_client
+        if self.params.reason_method == "shap":
+            return [[r.feature for r in row] for row in model.top_reasons(X, k=k)]
+        explainer = self._explainers[model.kind]
+        contributions = explainer.contributions(
+            model.booster, X, num_threads=getattr(model, "num_threads", 1)
+        )
+        names = model.feature_names
+        return [[names[c] for c in cols] for cols in explainer.top_features(contributions, k)]
 
-    def _words(self, rows: np.ndarray, reasons: Sequence[Sequence[ReasonLike]]) -> list[list[str]]:
+    def _words(self, rows: np.ndarray, features: Sequence[Sequence[str]]) -> list[list[str]]:
         matrix, render = self.snapshot.matrix, self._renderer.render_row
         out: list[list[str]] = []
-        for r, row_reasons in zip(rows.tolist(), reasons, strict=True):
+        for r, row_features in zip(rows.tolist(), features, strict=True):
             values = matrix[r].tolist()
-            out.append([render(x.feature, values) for x in row_reasons])
+            out.append([render(f, values) for f in row_features])
         return out
 
     def score(self, rows: np.ndarray | None = None, *, reasons: ReasonsMode = "all") -> ScoredRows:
         """Score ``rows`` of the snapshot (default: every row).
 
         ``reasons``: "all" gives reasons to every row a model applies to (the API), "listed" only to
-        rows that end up on a campaign list (the batch: pred_contrib is the costly part), "none" none.
+        rows that end up on a campaign list (the batch), "none" to no row. The reasons of a client
+        do not depend on the mode or on the other rows scored with it.
         """
         snap = self.snapshot
         rows = np.arange(snap.n_clients, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -237,28 +246,30 @@ class Scorer:
         kind = snap.plan.model_kind[rows]
         churn_p = np.full(n, np.nan)
         winback_p = np.full(n, np.nan)
-        words: list[list[str]] = [[] for _ in range(n)]
         for model, target in ((self.churn, churn_p), (self.winback, winback_p)):
             pos = np.flatnonzero(kind == model.kind)
             if pos.size == 0:
                 continue
-            p, w = self._predict(model, rows[pos], with_reasons=reasons == "all")
+            X = snap.matrix[np.ix_(rows[pos], self._cols[model.kind])]
+            p = np.asarray(model.predict_probability(X), dtype=np.float64)
             if not np.all((p >= 0.0) & (p <= 1.0)):
                 raise ValueError(f"model {model.name} v{model.version} returned probabilities outside [0, 1]")
             target[pos] = p
-            for i, phrases in zip(pos.tolist(), w, strict=False):
-                words[i] = phrases
         probability = np.where(kind == "churn", churn_p, winback_p)
         priority, campaign, excluded = assign_campaigns(snap.plan, rows, probability)
-        if reasons == "listed":
+        words: list[list[str]] = [[] for _ in range(n)]
+        if reasons != "none":
             for model in (self.churn, self.winback):
-                pos = np.flatnonzero((kind == model.kind) & (campaign != "none"))
+                wanted = kind == model.kind
+                if reasons == "listed":
+                    wanted &= campaign != "none"
+                pos = np.flatnonzero(wanted)
                 if pos.size == 0:
                     continue
                 X = snap.matrix[np.ix_(rows[pos], self._cols[model.kind])]
-                top = model.top_reasons(X, k=self.params.reasons_per_client)
-                for i, phrases in zip(pos.tolist(), self._words(rows[pos], top), strict=True):
-                    words[i] = phrases
+                phrases = self._words(rows[pos], self._top_features(model, X))
+                for i, row_phrases in zip(pos.tolist(), phrases, strict=True):
+                    words[i] = row_phrases
         return ScoredRows(
             rows=rows,
             churn_probability=churn_p,
