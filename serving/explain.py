@@ -112,7 +112,8 @@ class PathExplainer:
         order = np.argsort(-vals, axis=1, kind="stable")
         top = np.take_along_axis(part, order, axis=1)
         top_vals = np.take_along_axis(vals, order, axis=1)
+        positive = (top_vals > 0).tolist()
         return [
-            [int(c) for c, v in zip(cols, vs, strict=True) if v > 0]
-            for cols, vs in zip(top, top_vals, strict=True)
+            [c for c, keep in zip(cols, keeps, strict=True) if keep]
+            for cols, keeps in zip(top.tolist(), positive, strict=True)
         ]
