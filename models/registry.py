@@ -98,7 +98,8 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
-    """HEAD of the git work tree at ``cwd``, or None outside git (or without git installed)."""
+    """HEAD of the git work tree holding the code (or ``cwd``); None outside git or without git."""
+    cwd = cwd or Path(models.__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
