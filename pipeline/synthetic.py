@@ -1,0 +1,1163 @@
+"""Seeded synthetic CRM: clients, orders, complaints and contacts with a known generative truth.
+
+The generator is a discrete daily simulation, vectorised with numpy over the clients of a block.
+Each client has latent parameters (order rate, value, margin, payer type, base dormancy hazard,
+manager) and a latent state, ALIVE or DORMANT. On every day ``t`` of the history, in this order:
+
+0. scheduled events of day t: win-back contacts (sent only to dormant clients whose last
+   completed order is still the one that scheduled them), the end of a contact's 30-day boost,
+   prevention contacts (alive clients, no effect), complaints that were drawn at an order and fall
+   due today (they only materialise if the client is alive), complaint resolutions and the end of
+   a resolution's loyalty effect;
+1. an ALIVE client goes dormant with probability ``1 - exp(-H)``, ``H = h0 * exp(onboarding +
+   complaints)``; if it stays alive it places a completed order with probability ``1 - exp(-rate)``;
+2. a DORMANT client (dormant at the start of day t) returns, placing a completed order, with
+   probability ``1 - exp(-R)``, ``R = r0 * exp(-s/tau) * exp(-penalty at loss) * relapse * boost``
+   where s = t - (day it went dormant) >= 1.
+
+Complaints only arise after orders and win-back contacts are scheduled from the date of the last
+order, so along the path "no completed order from the cutoff on" every hazard is a known function
+of the day. That makes the ground truth exact: :meth:`BlockSimulation.truth_at` computes the
+probability of no completed order in ``[D, D + horizon_days)`` by a forward recursion over the
+window with the closed-form no-return survival of a dormancy that starts on each day of it.
+
+Clients are simulated in fixed blocks of :data:`BLOCK_CLIENTS`, each from its own child of
+``numpy.random.SeedSequence(seed)``; so the output of a block never depends on how many blocks
+are processed together, and memory stays bounded for any number of clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.contract import COMPLAINT_CATEGORIES, CONTACT_CAMPAIGNS, ORDER_STATUSES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MINUTES_PER_DAY = 1440
+BLOCK_CLIENTS = 100_000  # clients per seeded block; part of the output's definition, never tuned
+_NEVER = -(10**9)  # a day long before any history
+
+SEGMENTS = ("retail", "wholesale", "online")
+WINBACK_OFFERS = ("we_miss_you_10", "comeback_20", "vip_call_30")
+
+
+class GenerateParams(BaseModel):
+    """The ``generate:`` section of params.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: int = Field(20_000, gt=0, description="number of clients to simulate")
+    seed: int = Field(7, ge=0, description="root seed; same seed and params give byte-identical tables")
+    start: dt.date = Field(dt.date(2022, 1, 1), description="first day of simulated history")
+    export_date: dt.date = Field(
+        dt.date(2025, 1, 1), description="export taken at 00:00 UTC of this day (exclusive end of history)"
+    )
+    format: Literal["csv", "parquet"] = "csv"
+    onboarding_dropout: float = Field(
+        0.40, ge=0.2, le=0.7, description="share of new clients that go dormant within their first 100 days"
+    )
+
+    @model_validator(mode="after")
+    def _check_dates(self) -> GenerateParams:
+        if (self.export_date - self.start).days < 180:
+            raise ValueError("generate.export_date must be at least 180 days after generate.start")
+        return self
+
+    @property
+    def n_days(self) -> int:
+        return (self.export_date - self.start).days
+
+
+@dataclass(frozen=True)
+class Effects:
+    """Effect sizes of the generative model. Fixed: the tests and the README quote their effects."""
+
+    # order rate: lognormal gap around 35 days plus 2% frequent buyers (weekly); mean rate ~1/32 per day
+    gap_median_days: float = 35.0
+    gap_sigma: float = 0.15  # narrow: a regular buyer rarely stays silent for 180 days while alive
+    frequent_share: float = 0.02
+    frequent_gap_days: float = 7.0
+    # value and margin
+    amount_median: float = 120.0
+    amount_client_sigma: float = 0.9
+    amount_order_sigma: float = 0.45
+    segment_amount_factor: tuple[float, float, float] = (1.0, 4.0, 0.7)  # retail, wholesale, online
+    margin_mean: float = 0.22
+    margin_sd: float = 0.12
+    margin_order_sd: float = 0.05
+    bad_payer_share: float = 0.08
+    bad_payer_never_pays: float = 0.15
+    do_not_contact_share: float = 0.03
+    n_managers: int = 40
+    # dormancy hazard
+    h0_mean: float = 1 / 800
+    h0_sigma: float = 0.6
+    onboarding_days: int = 100
+    # complaints (drawn at a completed order, created 1..10 days later if the client is alive)
+    complaint_probability: float = 0.08
+    complaint_delay_days: tuple[int, int] = (1, 10)
+    severity_probabilities: tuple[float, ...] = (0.40, 0.25, 0.17, 0.12, 0.06)
+    category_probabilities: tuple[float, ...] = (0.30, 0.20, 0.22, 0.10, 0.10, 0.08)
+    human_factor_probability: float = 0.2
+    resolve_probability_by_severity: tuple[float, ...] = (0.80, 0.75, 0.68, 0.58, 0.50)
+    resolve_mean_days_per_severity: float = 3.0
+    # log-hazard effect of an OPEN complaint: base + per_severity*(sev-1) + human_factor*hf
+    open_base: float = 3.2
+    open_per_severity: float = 0.45
+    open_human_factor: float = 0.8
+    returned_sensitivity: float = 1.6  # open-complaint effect multiplier once a client has returned
+    resolved_effect: float = -0.8  # log-hazard effect for resolved_effect_days after resolution
+    resolved_effect_days: int = 365
+    # return from dormancy
+    return_r0: float = 0.0025
+    return_tau_days: float = 200.0
+    return_per_severity: float = 0.3
+    return_human_factor: float = 0.5
+    relapse_factor: float = 0.03  # times_lost >= 2
+    contact_boost: float = 3.0
+    contact_boost_days: int = 30
+    winback_offsets_days: tuple[int, int, int] = (95, 185, 365)
+    winback_probability: float = 0.5
+    prevention_per_day: float = 0.02 / 30
+    # extra non-completed orders, next to completed ones
+    cancelled_probability: float = 0.03
+    returned_probability: float = 0.03
+    extra_order_max_delay_days: int = 3
+    # payment
+    payment_terms_days: int = 30
+    good_payer_delay_mean_days: float = -4.0
+    good_payer_delay_sd_days: float = 5.0
+    bad_payer_delay_days: tuple[float, float] = (20.0, 120.0)
+
+
+EFFECTS = Effects()
+
+
+@dataclass(frozen=True)
+class TruthSpec:
+    """Where the oracle is written: cutoff days (as dates), horizon and the active/lapsed threshold."""
+
+    cutoffs: tuple[dt.date, ...]
+    horizon_days: int = 100
+    active_days: int = 90  # features.lapse_tiers_days[0]
+
+
+def onboarding_multiplier(target: float, eff: Effects = EFFECTS) -> float:
+    """Hazard multiplier of the first ``onboarding_days`` so that ~``target`` of clients go dormant then.
+
+    Without complaints the share is ``E[1 - exp(-days * h0 * M)]`` over the lognormal h0 (quantile
+    grid). An open complaint in the first days multiplies that hazard again, so complaints add an
+    extra drop-out ``c`` among the clients who would have stayed: target = base + (1 - base) * c.
+    ``c`` grows with the base share; its values below were measured on 50k-client runs.
+    """
+    base_grid = np.linspace(0.0, 0.95, 400)
+    extra = np.interp(base_grid, (0.059, 0.294, 0.647), (0.092, 0.145, 0.176))
+    reached = base_grid + (1 - base_grid) * extra
+    goal = float(np.interp(target, reached, base_grid))
+    qs = (np.arange(4000) + 0.5) / 4000
+    z = np.sqrt(2) * _erfinv(2 * qs - 1)
+    mu = math.log(eff.h0_mean) - eff.h0_sigma**2 / 2
+    h0 = np.exp(mu + eff.h0_sigma * z)
+    lo, hi = 0.0, 1e4
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        share = float(np.mean(-np.expm1(-eff.onboarding_days * h0 * mid)))
+        lo, hi = (mid, hi) if share < goal else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _erfinv(y: np.ndarray) -> np.ndarray:
+    """Inverse error function by Newton steps (numpy has none; scipy is not a dependency)."""
+    x = np.zeros_like(y)
+    erf = np.vectorize(math.erf)
+    for _ in range(60):
+        x = x - (erf(x) - y) / (2 / math.sqrt(math.pi) * np.exp(-(x**2)))
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# latent parameters of a block
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Latent:
+    """Per-client latent parameters of one block, sorted by created day."""
+
+    created_day: np.ndarray  # int64, day index from params.start
+    created_minute: np.ndarray  # int64, minute of that day
+    manager: np.ndarray  # int64, 0..n_managers-1
+    do_not_contact: np.ndarray  # bool
+    order_rate: np.ndarray  # float, per day
+    amount_scale: np.ndarray  # float
+    margin_rate: np.ndarray  # float
+    bad_payer: np.ndarray  # bool
+    h0: np.ndarray  # float, base dormancy hazard per day
+
+    def take(self, idx: np.ndarray) -> Latent:
+        return Latent(**{k: v[idx] for k, v in self.__dict__.items()})
+
+
+def manager_segments(eff: Effects = EFFECTS) -> np.ndarray:
+    """Segment index of each manager: M001 retail, M002 wholesale, M003 online, M004 retail..."""
+    return np.arange(eff.n_managers) % len(SEGMENTS)
+
+
+def draw_latent(rng: np.random.Generator, n: int, n_days: int, eff: Effects = EFFECTS) -> Latent:
+    """Draw the latent parameters of ``n`` clients arriving uniformly over the first n_days - 30 days."""
+    created_day = np.sort(rng.integers(0, n_days - 30, n))
+    created_minute = rng.integers(0, MINUTES_PER_DAY, n)
+    manager = rng.integers(0, eff.n_managers, n)
+    segment = manager_segments(eff)[manager]
+    dnc = rng.random(n) < eff.do_not_contact_share
+    gap = eff.gap_median_days * np.exp(eff.gap_sigma * rng.standard_normal(n))
+    frequent = rng.random(n) < eff.frequent_share
+    gap_frequent = eff.frequent_gap_days * np.exp(0.4 * rng.standard_normal(n))
+    order_rate = 1.0 / np.where(frequent, gap_frequent, gap)
+    factor = np.asarray(eff.segment_amount_factor)[segment]
+    amount_scale = eff.amount_median * factor * np.exp(eff.amount_client_sigma * rng.standard_normal(n))
+    margin_rate = eff.margin_mean + eff.margin_sd * rng.standard_normal(n)
+    bad_payer = rng.random(n) < eff.bad_payer_share
+    mu = math.log(eff.h0_mean) - eff.h0_sigma**2 / 2
+    h0 = np.exp(mu + eff.h0_sigma * rng.standard_normal(n))
+    return Latent(
+        created_day, created_minute, manager, dnc, order_rate, amount_scale, margin_rate, bad_payer, h0
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# complaint state: counts, so sums and maxima are exact and removals are cheap
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ComplaintState:
+    """Per-client counts of open complaints by severity, open human-factor ones, active resolutions."""
+
+    open_by_severity: np.ndarray  # (5, n) int32
+    open_human: np.ndarray  # int32
+    resolved_active: np.ndarray  # int32, resolved within the last resolved_effect_days
+    last_severity: np.ndarray  # int8, 0 = never complained
+    last_human: np.ndarray  # bool
+
+    @classmethod
+    def empty(cls, n: int) -> ComplaintState:
+        return cls(
+            np.zeros((5, n), np.int32),
+            np.zeros(n, np.int32),
+            np.zeros(n, np.int32),
+            np.zeros(n, np.int8),
+            np.zeros(n, bool),
+        )
+
+    def take(self, idx: np.ndarray) -> ComplaintState:
+        return ComplaintState(
+            self.open_by_severity[:, idx].copy(),
+            self.open_human[idx].copy(),
+            self.resolved_active[idx].copy(),
+            self.last_severity[idx].copy(),
+            self.last_human[idx].copy(),
+        )
+
+    def open(self, idx: np.ndarray, sev: np.ndarray, hf: np.ndarray) -> None:
+        np.add.at(self.open_by_severity, (sev - 1, idx), 1)
+        np.add.at(self.open_human, idx, hf.astype(np.int32))
+        self.last_severity[idx] = sev
+        self.last_human[idx] = hf
+
+    def resolve(self, idx: np.ndarray, sev: np.ndarray, hf: np.ndarray) -> None:
+        np.add.at(self.open_by_severity, (sev - 1, idx), -1)
+        np.add.at(self.open_human, idx, -hf.astype(np.int32))
+        np.add.at(self.resolved_active, idx, 1)
+
+    def expire(self, idx: np.ndarray) -> None:
+        np.add.at(self.resolved_active, idx, -1)
+
+    def log_effect(self, idx: np.ndarray, returned: np.ndarray, eff: Effects) -> np.ndarray:
+        """complaint term of the log dormancy hazard for clients ``idx`` (returned: times_returned > 0)."""
+        counts = self.open_by_severity[:, idx]
+        n_open = counts.sum(axis=0)
+        sev_excess = (np.arange(5)[:, None] * counts).sum(axis=0)
+        open_term = eff.open_base * n_open + eff.open_per_severity * sev_excess
+        open_term = open_term + eff.open_human_factor * self.open_human[idx]
+        mult = np.where(returned, eff.returned_sensitivity, 1.0)
+        return mult * open_term + eff.resolved_effect * self.resolved_active[idx]
+
+    def loss_penalty(self, idx: np.ndarray, eff: Effects) -> np.ndarray:
+        """Return-rate penalty of the worst open complaint, else of the last one (0 if none)."""
+        counts = self.open_by_severity[:, idx]
+        any_open = counts.sum(axis=0) > 0
+        worst = 5 - np.argmax(counts[::-1] > 0, axis=0)
+        sev = np.where(any_open, worst, np.maximum(self.last_severity[idx], 1))
+        hf = np.where(any_open, self.open_human[idx] > 0, self.last_human[idx])
+        return eff.return_per_severity * (sev - 1) + eff.return_human_factor * hf
+
+
+Events = dict[str, np.ndarray]
+
+
+def _push(buckets: dict[int, list[Events]], day: np.ndarray | int, fields: Events) -> None:
+    """Schedule events: one row per element of ``day`` (or all on one day), grouped by day."""
+    if isinstance(day, int):
+        if fields["idx"].size:
+            buckets.setdefault(day, []).append(fields)
+        return
+    if day.size == 0:
+        return
+    order = np.argsort(day, kind="stable")
+    day_sorted = day[order]
+    cuts = np.flatnonzero(np.diff(day_sorted)) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [day_sorted.size]))
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        sel = order[s:e]
+        buckets.setdefault(int(day_sorted[s]), []).append({k: v[sel] for k, v in fields.items()})
+
+
+def _pop(buckets: dict[int, list[Events]], day: int) -> Events | None:
+    parts = buckets.pop(day, None)
+    return _concat(parts) if parts else None
+
+
+def _peek(buckets: dict[int, list[Events]], day: int) -> Events | None:
+    parts = buckets.get(day)
+    return _concat(parts) if parts else None
+
+
+def _concat(parts: list[Events]) -> Events:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+EVENT_KINDS = ("winback", "boost_end", "prevention", "create", "resolve", "expire")
+
+
+# ---------------------------------------------------------------------------------------------
+# the simulation of one block
+# ---------------------------------------------------------------------------------------------
+
+
+class BlockSimulation:
+    """Daily simulation of one block of clients; also computes the exact oracle at a cutoff day."""
+
+    def __init__(
+        self,
+        latent: Latent,
+        rng: np.random.Generator,
+        n_days: int,
+        onboarding_mult: float,
+        eff: Effects = EFFECTS,
+    ) -> None:
+        n = latent.created_day.size
+        self.lat, self.rng, self.n_days, self.eff = latent, rng, n_days, eff
+        self.onb_mult = onboarding_mult
+        self.q = math.exp(-1.0 / eff.return_tau_days)
+        self.no_order = np.exp(-latent.order_rate)  # P(no order | alive, not going dormant) per day
+        self.alive = np.zeros(n, bool)
+        self.dormant_since = np.full(n, _NEVER, np.int64)
+        self.times_lost = np.zeros(n, np.int32)
+        self.times_returned = np.zeros(n, np.int32)
+        self.last_order_day = np.full(n, _NEVER, np.int64)
+        self.last_order_minute = np.zeros(n, np.int64)
+        self.coins = np.zeros((3, n), bool)  # win-back contacts scheduled by the last completed order
+        self.last_contact_day = np.full(n, _NEVER, np.int64)
+        self.comp = ComplaintState.empty(n)
+        self.hz = latent.h0.copy()  # h0 * exp(complaint term)
+        self.rbq = np.zeros(n)  # dormant: r0 * exp(-penalty) * relapse * q**(-dormant_since)
+        self.rb_eff = np.zeros(n)  # rbq * contact boost; 0 while alive
+        self.first_dormant_day = np.full(n, -1, np.int64)
+        self.onboarding_dropped = np.zeros(n, bool)
+        self.buckets: dict[str, dict[int, list[Events]]] = {k: {} for k in EVENT_KINDS}
+        self.rec: dict[str, list[Events]] = {"orders": [], "complaints": [], "contacts": [], "spells": []}
+        self.day = 0
+
+    # -- one day ---------------------------------------------------------------------------------
+
+    def run_until(self, day: int) -> None:
+        """Simulate days self.day .. day-1."""
+        while self.day < day:
+            self._step(self.day)
+            self.day += 1
+
+    def _step(self, t: int) -> None:
+        cd = self.lat.created_day
+        nbp = int(np.searchsorted(cd, t, "left"))  # clients created before day t
+        nb = int(np.searchsorted(cd, t, "right"))
+        self._scheduled_events(t)
+        buyers = np.zeros(0, np.int64)
+        if nbp:
+            # u < 1 - exp(-x)  <=>  E < x with E = -log(1 - u) ~ Exp(1): compare hazards, no exp needed.
+            # Alive: dormant if E < H, else an order if E < H + rate (prob. exp(-H) * (1 - exp(-rate))).
+            e = self.rng.standard_exponential(nbp)
+            haz = self.hz[:nbp].copy()
+            i0 = int(np.searchsorted(cd, t - self.eff.onboarding_days, "left"))
+            haz[i0:nbp] *= self.onb_mult
+            alive = self.alive[:nbp]
+            x = np.where(alive, haz + self.lat.order_rate[:nbp], self.rb_eff[:nbp] * self.q**t)
+            hit = np.flatnonzero(e < x)
+            if hit.size:
+                a = alive[hit]
+                ha = hit[a]
+                dorm = e[ha] < haz[ha]
+                gone, ordered, back = ha[dorm], ha[~dorm], hit[~a]
+                self._go_dormant(gone, t)
+                self._come_back(back, t)
+                buyers = np.sort(np.concatenate((ordered, back)))
+        minute = self.rng.integers(0, MINUTES_PER_DAY, buyers.size)
+        if nb > nbp:  # clients created today place their first order after being created
+            born = np.arange(nbp, nb)
+            self.alive[born] = True
+            cm = self.lat.created_minute[born]
+            first = cm + np.floor(self.rng.random(born.size) * (MINUTES_PER_DAY - cm)).astype(np.int64)
+            buyers = np.concatenate((buyers, born))
+            minute = np.concatenate((minute, first))
+        self._place_orders(buyers, t, minute)
+
+    def _scheduled_events(self, t: int) -> None:
+        eff = self.eff
+        ev = _pop(self.buckets["boost_end"], t)
+        if ev is not None:
+            i = ev["idx"][(self.last_contact_day[ev["idx"]] == ev["day"]) & ~self.alive[ev["idx"]]]
+            self.rb_eff[i] = self.rbq[i]
+        ev = _pop(self.buckets["winback"], t)
+        if ev is not None:
+            ok = (self.last_order_day[ev["idx"]] == ev["lday"]) & ~self.alive[ev["idx"]]
+            i, slot = ev["idx"][ok], ev["slot"][ok]
+            if i.size:
+                self.last_contact_day[i] = t
+                self.rb_eff[i] = self.rbq[i] * eff.contact_boost
+                _push(
+                    self.buckets["boost_end"],
+                    t + eff.contact_boost_days,
+                    {"idx": i, "day": np.full(i.size, t)},
+                )
+                shift = self.rng.integers(1, eff.n_managers, i.size)  # a manager other than the client's
+                self.rec["contacts"].append(
+                    {
+                        "idx": i,
+                        "minute": t * MINUTES_PER_DAY + self.rng.integers(540, 1080, i.size),
+                        "campaign": np.full(i.size, CONTACT_CAMPAIGNS.index("winback"), np.int8),
+                        "offer": slot.astype(np.int8),
+                        "manager": (self.lat.manager[i] + shift) % eff.n_managers,
+                    }
+                )
+        ev = _pop(self.buckets["prevention"], t)
+        if ev is not None:
+            i = ev["idx"][self.alive[ev["idx"]]]
+            if i.size:
+                self.rec["contacts"].append(
+                    {
+                        "idx": i,
+                        "minute": t * MINUTES_PER_DAY + self.rng.integers(540, 1080, i.size),
+                        "campaign": np.full(i.size, CONTACT_CAMPAIGNS.index("prevention"), np.int8),
+                        "offer": np.full(i.size, -1, np.int8),
+                        "manager": self.lat.manager[i],
+                    }
+                )
+        touched = []
+        ev = _pop(self.buckets["create"], t)
+        if ev is not None:
+            ok = self.alive[ev["idx"]]
+            c = {k: v[ok] for k, v in ev.items()}
+            if c["idx"].size:
+                self.comp.open(c["idx"], c["sev"], c["hf"])
+                self._schedule_resolution(self.buckets, c)
+                self.rec["complaints"].append(c)
+                touched.append(c["idx"])
+        ev = _pop(self.buckets["resolve"], t)
+        if ev is not None:
+            self.comp.resolve(ev["idx"], ev["sev"], ev["hf"])
+            touched.append(ev["idx"])
+        ev = _pop(self.buckets["expire"], t)
+        if ev is not None:
+            self.comp.expire(ev["idx"])
+            touched.append(ev["idx"])
+        if touched:
+            i = np.unique(np.concatenate(touched))
+            self.hz[i] = self.lat.h0[i] * np.exp(self.comp.log_effect(i, self.times_returned[i] > 0, eff))
+
+    def _schedule_resolution(self, buckets: dict[str, dict[int, list[Events]]], c: Events) -> None:
+        res = c["rday"] >= 0
+        idx, sev, hf, rday = c["idx"][res], c["sev"][res], c["hf"][res], c["rday"][res]
+        _push(buckets["resolve"], rday, {"idx": idx, "sev": sev, "hf": hf})
+        _push(buckets["expire"], rday + self.eff.resolved_effect_days, {"idx": idx})
+
+    def _go_dormant(self, i: np.ndarray, t: int) -> None:
+        if not i.size:
+            return
+        eff = self.eff
+        self.alive[i] = False
+        self.dormant_since[i] = t
+        self.times_lost[i] += 1
+        self.last_contact_day[i] = _NEVER
+        pen = self.comp.loss_penalty(i, eff)
+        relapse = np.where(self.times_lost[i] >= 2, eff.relapse_factor, 1.0)
+        self.rbq[i] = eff.return_r0 * np.exp(-pen) * relapse * self.q ** (-t)
+        self.rb_eff[i] = self.rbq[i]
+        first = self.first_dormant_day[i] < 0
+        self.first_dormant_day[i[first]] = t
+        self.onboarding_dropped[i] |= (t - self.lat.created_day[i]) <= eff.onboarding_days
+        self.rec["spells"].append({"idx": i, "day": np.full(i.size, t), "back": np.zeros(i.size, bool)})
+
+    def _come_back(self, i: np.ndarray, t: int) -> None:
+        if not i.size:
+            return
+        self.alive[i] = True
+        self.times_returned[i] += 1
+        self.rec["spells"].append({"idx": i, "day": np.full(i.size, t), "back": np.ones(i.size, bool)})
+        self.rb_eff[i] = 0.0
+        self.last_contact_day[i] = _NEVER
+        self.hz[i] = self.lat.h0[i] * np.exp(self.comp.log_effect(i, self.times_returned[i] > 0, self.eff))
+
+    def _place_orders(self, i: np.ndarray, t: int, minute: np.ndarray) -> None:
+        """Completed orders of clients ``i`` on day t, with what they schedule."""
+        k = i.size
+        if not k:
+            return
+        eff, rng = self.eff, self.rng
+        self.last_order_day[i] = t
+        self.last_order_minute[i] = t * MINUTES_PER_DAY + minute
+        self.rec["orders"].append(
+            {"idx": i, "minute": t * MINUTES_PER_DAY + minute, "status": np.zeros(k, np.int8)}
+        )
+        # win-back contacts at 95/185/365 days, sent later only if the client is then dormant
+        coins = (rng.random((3, k)) < eff.winback_probability) & ~self.lat.do_not_contact[i]
+        self.coins[:, i] = coins
+        for slot, off in enumerate(eff.winback_offsets_days):
+            sel = i[coins[slot]]
+            _push(
+                self.buckets["winback"],
+                t + off,
+                {"idx": sel, "lday": np.full(sel.size, t), "slot": np.full(sel.size, slot)},
+            )
+        # a complaint about this order, created 1..10 days later if the client is still alive then
+        has = rng.random(k) < eff.complaint_probability
+        c = i[has]
+        m = c.size
+        if m:
+            lo, hi = eff.complaint_delay_days
+            cday = t + rng.integers(lo, hi + 1, m)
+            cmin = cday * MINUTES_PER_DAY + rng.integers(0, MINUTES_PER_DAY, m)
+            sev = (_draw(rng, eff.severity_probabilities, m) + 1).astype(np.int8)
+            cat = _draw(rng, eff.category_probabilities, m).astype(np.int8)
+            hf = (cat == COMPLAINT_CATEGORIES.index("staff")) | (rng.random(m) < eff.human_factor_probability)
+            resolved = rng.random(m) < np.asarray(eff.resolve_probability_by_severity)[sev - 1]
+            delay = rng.exponential(1.0, m) * eff.resolve_mean_days_per_severity * sev * MINUTES_PER_DAY
+            rmin = np.where(resolved, cmin + np.round(delay).astype(np.int64), -1)
+            rday = np.where(resolved, rmin // MINUTES_PER_DAY, -1)
+            _push(
+                self.buckets["create"],
+                cday,
+                {"idx": c, "sev": sev, "hf": hf, "cat": cat, "cmin": cmin, "rmin": rmin, "rday": rday},
+            )
+        # cancelled and returned orders next to this one; they change nothing latent
+        u = rng.random(k)
+        extra = u < eff.cancelled_probability + eff.returned_probability
+        if extra.any():
+            x = i[extra]
+            status = np.where(u[extra] < eff.cancelled_probability, 1, 2).astype(np.int8)
+            xday = t + rng.integers(0, eff.extra_order_max_delay_days + 1, x.size)
+            xmin = xday * MINUTES_PER_DAY + rng.integers(0, MINUTES_PER_DAY, x.size)
+            self.rec["orders"].append({"idx": x, "minute": xmin, "status": status})
+
+    def schedule_prevention(self) -> None:
+        """Prevention contacts: a Poisson schedule per client, sent only on days the client is alive."""
+        n = self.lat.created_day.size
+        life = self.n_days - self.lat.created_day
+        count = self.rng.poisson(life * self.eff.prevention_per_day)
+        idx = np.repeat(np.arange(n), count)
+        day = (
+            self.lat.created_day[idx]
+            + 1
+            + np.floor(self.rng.random(idx.size) * (life[idx] - 1)).astype(np.int64)
+        )
+        _push(self.buckets["prevention"], day, {"idx": idx})
+
+    # -- the oracle --------------------------------------------------------------------------------
+
+    def truth_at(self, d: int, horizon: int) -> dict[str, np.ndarray]:
+        """Exact P(no completed order in days d .. d+horizon-1) for clients created before day d.
+
+        Must be called at the start of day d (after days < d were simulated, before day d).
+        """
+        eff, q = self.eff, self.q
+        cd = self.lat.created_day
+        nb = int(np.searchsorted(cd, d, "left"))
+        end = d + horizon - 1
+        p = np.empty(nb)
+        alive = self.alive[:nb]
+        offs = np.asarray(eff.winback_offsets_days)[:, None]
+
+        # already dormant: no-return survival over the whole window, closed form
+        dm = np.flatnonzero(~alive)
+        if dm.size:
+            total = _geom(q, np.full(dm.size, d), np.full(dm.size, end))
+            lc = self.last_contact_day[dm]
+            boost = _geom(q, np.maximum(lc, d), np.minimum(lc + eff.contact_boost_days - 1, end))
+            cj = self.last_order_day[dm][None, :] + offs
+            valid = self.coins[:, dm] & (cj >= d) & (cj <= end)
+            future = _geom(q, cj, np.minimum(cj + eff.contact_boost_days - 1, end)) * valid
+            sum_r = self.rbq[dm] * (total + (eff.contact_boost - 1) * (boost + future.sum(axis=0)))
+            p[dm] = np.exp(-sum_r)
+
+        # alive: forward recursion along the no-order path
+        al = np.flatnonzero(alive)
+        if al.size:
+            p[al] = self._alive_no_order(al, d, end)
+        return {
+            "idx": np.arange(nb),
+            "p_no_order": p,
+            "alive": alive.copy(),
+            "last_order_minute": self.last_order_minute[:nb].copy(),
+        }
+
+    def _alive_no_order(self, al: np.ndarray, d: int, end: int) -> np.ndarray:
+        eff, q = self.eff, self.q
+        n = al.size
+        pos = np.full(self.lat.created_day.size, -1, np.int64)
+        pos[al] = np.arange(n)
+        comp = self.comp.take(al)
+        returned = self.times_returned[al] > 0
+        h0 = self.lat.h0[al]
+        hz = self.hz[al].copy()
+        pen = comp.loss_penalty(np.arange(n), eff)
+        cd = self.lat.created_day[al]
+        no_order = self.no_order[al]
+        relapse = np.where(self.times_lost[al] >= 1, eff.relapse_factor, 1.0)
+        # win-back contacts scheduled by the last order, as seen from a dormancy starting before them
+        cj = self.last_order_day[al][None, :] + np.asarray(eff.winback_offsets_days)[:, None]
+        valid = self.coins[:, al] & (cj >= d) & (cj <= end)
+        cj = np.where(valid, cj, d)
+        span = _geom(q, cj, np.minimum(cj + eff.contact_boost_days - 1, end), start=cj)
+        a_j = np.where(valid, q ** (cj - d).astype(float) * span, 0.0)
+        local: dict[str, dict[int, list[Events]]] = {"resolve": {}, "expire": {}}
+        a = np.ones(n)
+        acc = np.zeros(n)
+        base_r = eff.return_r0 * relapse
+        for k in range(end - d + 1):
+            t = d + k
+            touched = []
+            ev = _peek(self.buckets["create"], t)
+            if ev is not None:
+                c = _localise(ev, pos)
+                if c["idx"].size:
+                    comp.open(c["idx"], c["sev"], c["hf"])
+                    self._schedule_resolution(local, c)
+                    touched.append(c["idx"])
+            for kind in ("resolve", "expire"):
+                found = _peek(self.buckets[kind], t)
+                parts = [_localise(found, pos)] if found is not None else []
+                mine = _pop(local[kind], t)  # scheduled in this window: already local indices
+                if mine is not None:
+                    parts.append(mine)
+                for e in parts:
+                    if not e["idx"].size:
+                        continue
+                    if kind == "resolve":
+                        comp.resolve(e["idx"], e["sev"], e["hf"])
+                    else:
+                        comp.expire(e["idx"])
+                    touched.append(e["idx"])
+            if touched:
+                i = np.unique(np.concatenate(touched))
+                hz[i] = h0[i] * np.exp(comp.log_effect(i, returned[i], eff))
+                pen[i] = comp.loss_penalty(i, eff)
+            haz = np.where(t - cd <= eff.onboarding_days, hz * self.onb_mult, hz)
+            stay = np.exp(-haz)
+            csum = np.where(cj > t, a_j, 0.0).sum(axis=0)
+            g = q * (1 - q ** (end - t)) / (1 - q)
+            sum_r = base_r * np.exp(-pen) * (g + (eff.contact_boost - 1) * q ** (-k) * csum)
+            acc += a * (1.0 - stay) * np.exp(-sum_r)
+            a *= stay * no_order
+        return a + acc
+
+    # -- replicas for Monte Carlo checks ----------------------------------------------------------
+
+    def replicate(self, idx: np.ndarray, reps: int, rng: np.random.Generator) -> BlockSimulation:
+        """A new simulation of ``reps`` copies of clients ``idx`` (sorted), from the current state.
+
+        Copy r of client idx[j] is client j * reps + r, so created days stay sorted. Records are empty.
+        """
+        idx = np.sort(idx)
+        take = np.repeat(idx, reps)
+        pos = np.full(self.lat.created_day.size, -1, np.int64)
+        pos[idx] = np.arange(idx.size)
+        sim = BlockSimulation(self.lat.take(take), rng, self.n_days, self.onb_mult, self.eff)
+        for name in (
+            "alive",
+            "dormant_since",
+            "times_lost",
+            "times_returned",
+            "last_order_day",
+            "last_order_minute",
+            "last_contact_day",
+            "hz",
+            "rbq",
+            "rb_eff",
+            "first_dormant_day",
+            "onboarding_dropped",
+        ):
+            setattr(sim, name, getattr(self, name)[take].copy())
+        sim.coins = self.coins[:, take].copy()
+        sim.comp = self.comp.take(take)
+        sim.day = self.day
+        for kind, buckets in self.buckets.items():
+            for day, parts in buckets.items():
+                for ev in parts:
+                    e = _localise(ev, pos)
+                    if e["idx"].size:
+                        tiled = {k: np.repeat(v, reps) for k, v in e.items()}
+                        tiled["idx"] = np.repeat(e["idx"] * reps, reps) + np.tile(
+                            np.arange(reps), e["idx"].size
+                        )
+                        sim.buckets[kind].setdefault(day, []).append(tiled)
+        return sim
+
+    def completed_orders(self, since_minute: int) -> np.ndarray:
+        """Completed orders per client recorded at or after ``since_minute``."""
+        counts = np.zeros(self.lat.created_day.size, np.int64)
+        for r in self.rec["orders"]:
+            sel = (r["status"] == 0) & (r["minute"] >= since_minute)
+            np.add.at(counts, r["idx"][sel], 1)
+        return counts
+
+
+def _draw(rng: np.random.Generator, probabilities: tuple[float, ...], size: int) -> np.ndarray:
+    """Category indices with the given probabilities (inverse CDF; cheaper than Generator.choice)."""
+    cdf = np.cumsum(probabilities)
+    return np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(size), "right"), len(probabilities) - 1)
+
+
+def _localise(ev: Events, pos: np.ndarray) -> Events:
+    p = pos[ev["idx"]]
+    ok = p >= 0
+    out = {k: v[ok] for k, v in ev.items()}
+    out["idx"] = p[ok]
+    return out
+
+
+def _geom(q: float, lo: np.ndarray, hi: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """sum_{t=lo}^{hi} q**(t - start) elementwise (start = 0 by default); 0 where hi < lo."""
+    lo = np.asarray(lo, float)
+    hi = np.asarray(hi, float)
+    s = 0.0 if start is None else np.asarray(start, float)
+    n = np.maximum(hi - lo + 1, 0)
+    return np.where(n > 0, q ** (lo - s) * (1 - q**n) / (1 - q), 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks -> Arrow tables
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockTables:
+    """The rows one block contributes to each output table."""
+
+    clients: pa.Table
+    orders: pa.Table
+    complaints: pa.Table
+    contacts: pa.Table
+    truth: pa.Table
+    truth_clients: pa.Table
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class IdCounters:
+    """Running id counters across blocks (orders, complaints, contacts are numbered in write order)."""
+
+    orders: int = 0
+    complaints: int = 0
+    contacts: int = 0
+
+
+def block_seeds(seed: int, n_blocks: int) -> list[np.random.SeedSequence]:
+    """Child seed of each block; child b is the same whatever the number of blocks."""
+    return np.random.SeedSequence(seed).spawn(n_blocks)
+
+
+def simulate_block(
+    params: GenerateParams,
+    truth: TruthSpec,
+    block: int,
+    n_clients: int,
+    onboarding_mult: float,
+    eff: Effects = EFFECTS,
+) -> tuple[BlockSimulation, list[tuple[int, dict[str, np.ndarray]]]]:
+    """Simulate block ``block`` (``n_clients`` clients) over the whole history; return it and its truth."""
+    seq = block_seeds(params.seed, block + 1)[block]
+    rng = np.random.Generator(np.random.PCG64(seq))
+    latent = draw_latent(rng, n_clients, params.n_days, eff)
+    sim = BlockSimulation(latent, rng, params.n_days, onboarding_mult, eff)
+    sim.schedule_prevention()
+    cut_days = sorted({(c - params.start).days for c in truth.cutoffs})
+    cut_days = [c for c in cut_days if 0 < c < params.n_days]
+    out = []
+    for c in cut_days:
+        sim.run_until(c)
+        out.append((c, sim.truth_at(c, truth.horizon_days)))
+    sim.run_until(params.n_days)
+    return sim, out
+
+
+def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise(pa.scalar(prefix), digits, "")
+
+
+def _ts(params: GenerateParams, minutes: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """Minutes since params.start -> timestamp[us, UTC]; null where not valid."""
+    epoch = int(dt.datetime.combine(params.start, dt.time(), dt.UTC).timestamp())
+    us = (epoch + minutes.astype(np.int64) * 60) * 1_000_000
+    mask = None if valid is None else ~valid
+    return pa.array(us, pa.timestamp("us", tz="UTC"), mask=mask)
+
+
+def _rng_for_rows(params: GenerateParams, block: int) -> np.random.Generator:
+    """A second stream per block for row attributes (amounts, payments), independent of the dynamics."""
+    seq = np.random.SeedSequence(params.seed, spawn_key=(block, 1))
+    return np.random.Generator(np.random.PCG64(seq))
+
+
+def block_tables(
+    sim: BlockSimulation,
+    truth_rows: list[tuple[int, dict[str, np.ndarray]]],
+    params: GenerateParams,
+    truth: TruthSpec,
+    *,
+    first_client: int,
+    ids: IdCounters,
+) -> BlockTables:
+    """Turn a simulated block into rows of the four raw tables and the two truth tables."""
+    eff, lat = sim.eff, sim.lat
+    export_min = params.n_days * MINUTES_PER_DAY
+    block = first_client // BLOCK_CLIENTS
+    rng = _rng_for_rows(params, block)
+    n = lat.created_day.size
+    client_ids = _ids("C", np.arange(first_client + 1, first_client + n + 1), 7)
+    managers = _ids("M", np.arange(1, eff.n_managers + 1), 3)
+    seg_names = pa.array(SEGMENTS)
+    segment_idx = manager_segments(eff)[lat.manager]
+    created_min = lat.created_day * MINUTES_PER_DAY + lat.created_minute
+    clients = pa.table(
+        {
+            "client_id": client_ids,
+            "created_at": _ts(params, created_min),
+            "manager_id": managers.take(pa.array(lat.manager)),
+            "segment": seg_names.take(pa.array(segment_idx)),
+            "do_not_contact": pa.array(lat.do_not_contact),
+        }
+    )
+
+    # orders
+    empty: Events = {
+        "idx": np.zeros(0, np.int64),
+        "minute": np.zeros(0, np.int64),
+        "status": np.zeros(0, np.int8),
+    }
+    o: Events = _concat(sim.rec["orders"]) if sim.rec["orders"] else empty
+    keep = o["minute"] < export_min
+    o = {k: v[keep] for k, v in o.items()}
+    order = np.lexsort((o["status"], o["idx"], o["minute"]))
+    o = {k: v[order] for k, v in o.items()}
+    m = o["idx"].size
+    amount = lat.amount_scale[o["idx"]] * np.exp(
+        eff.amount_order_sigma * rng.standard_normal(m) - eff.amount_order_sigma**2 / 2
+    )
+    amount = np.maximum(np.round(amount, 2), 0.01)
+    rate = lat.margin_rate[o["idx"]] + eff.margin_order_sd * rng.standard_normal(m)
+    completed = o["status"] == 0
+    margin = np.where(completed, amount * rate, np.where(o["status"] == 1, 0.0, -0.05 * amount))
+    margin = np.round(margin, 2)
+    due = o["minute"] + eff.payment_terms_days * MINUTES_PER_DAY
+    bad = lat.bad_payer[o["idx"]]
+    good_delay = np.clip(
+        eff.good_payer_delay_mean_days + eff.good_payer_delay_sd_days * rng.standard_normal(m),
+        -(eff.payment_terms_days - 1),
+        None,
+    )
+    lo, hi = eff.bad_payer_delay_days
+    bad_delay = rng.uniform(lo, hi, m)
+    never = bad & (rng.random(m) < eff.bad_payer_never_pays)
+    delay_min = np.round(np.where(bad, bad_delay, good_delay) * MINUTES_PER_DAY).astype(np.int64)
+    paid = due + delay_min
+    paid_valid = completed & ~never & (paid < export_min)
+    orders = pa.table(
+        {
+            "order_id": _ids("O", np.arange(ids.orders + 1, ids.orders + m + 1), 9),
+            "client_id": client_ids.take(pa.array(o["idx"])),
+            "ordered_at": _ts(params, o["minute"]),
+            "amount": pa.array(amount),
+            "margin": pa.array(margin),
+            "status": pa.array(ORDER_STATUSES).take(pa.array(o["status"])),
+            "due_at": _ts(params, due, completed),
+            "paid_at": _ts(params, paid, paid_valid),
+        }
+    )
+    ids.orders += m
+
+    # complaints
+    if sim.rec["complaints"]:
+        c = _concat(sim.rec["complaints"])
+        c = {k: v[c["cmin"] < export_min] for k, v in c.items()}
+        order = np.lexsort((c["idx"], c["cmin"]))
+        c = {k: v[order] for k, v in c.items()}
+    else:
+        c = {k: np.zeros(0, np.int64) for k in ("idx", "cmin", "rmin", "sev", "cat", "hf")}
+    k = c["idx"].size
+    resolved_ok = (c["rmin"] >= 0) & (c["rmin"] < export_min)
+    complaints = pa.table(
+        {
+            "complaint_id": _ids("K", np.arange(ids.complaints + 1, ids.complaints + k + 1), 8),
+            "client_id": client_ids.take(pa.array(c["idx"])),
+            "created_at": _ts(params, c["cmin"]),
+            "severity": pa.array(c["sev"].astype(np.int64)),
+            "category": pa.array(COMPLAINT_CATEGORIES).take(pa.array(c["cat"].astype(np.int64))),
+            "human_factor": pa.array(c["hf"].astype(bool)),
+            "resolved_at": _ts(params, np.maximum(c["rmin"], 0), resolved_ok),
+        }
+    )
+    ids.complaints += k
+
+    # contacts
+    if sim.rec["contacts"]:
+        t = _concat(sim.rec["contacts"])
+        t = {kk: v[t["minute"] < export_min] for kk, v in t.items()}
+        order = np.lexsort((t["idx"], t["minute"]))
+        t = {kk: v[order] for kk, v in t.items()}
+    else:
+        t = {kk: np.zeros(0, np.int64) for kk in ("idx", "minute", "campaign", "offer", "manager")}
+    j = t["idx"].size
+    offer_idx = t["offer"].astype(np.int64)
+    contacts = pa.table(
+        {
+            "contact_id": _ids("T", np.arange(ids.contacts + 1, ids.contacts + j + 1), 8),
+            "client_id": client_ids.take(pa.array(t["idx"])),
+            "contacted_at": _ts(params, t["minute"]),
+            "campaign": pa.array(CONTACT_CAMPAIGNS).take(pa.array(t["campaign"].astype(np.int64))),
+            "offer": pa.array(WINBACK_OFFERS).take(pa.array(np.maximum(offer_idx, 0), mask=offer_idx < 0)),
+            "manager_id": managers.take(pa.array(t["manager"].astype(np.int64))),
+        }
+    )
+    ids.contacts += j
+
+    truth_table = _truth_table(sim, truth_rows, params, truth, client_ids)
+    tc = pa.table(
+        {
+            "client_id": client_ids,
+            "created_at": _ts(params, created_min),
+            "order_rate": pa.array(lat.order_rate),
+            "h0": pa.array(lat.h0),
+            "amount_scale": pa.array(lat.amount_scale),
+            "margin_rate": pa.array(lat.margin_rate),
+            "bad_payer": pa.array(lat.bad_payer),
+            "onboarding_dropped": pa.array(sim.onboarding_dropped),
+            "first_dormant_at": _ts(
+                params, sim.first_dormant_day * MINUTES_PER_DAY, sim.first_dormant_day >= 0
+            ),
+            "times_lost": pa.array(sim.times_lost.astype(np.int64)),
+            "times_returned": pa.array(sim.times_returned.astype(np.int64)),
+            "alive_at_export": pa.array(sim.alive.copy()),
+        }
+    )
+    counts = {
+        "clients": n,
+        "orders": m,
+        "complaints": k,
+        "contacts": j,
+        "truth": truth_table.num_rows,
+        "truth_clients": n,
+    }
+    return BlockTables(clients, orders, complaints, contacts, truth_table, tc, counts)
+
+
+def _truth_table(
+    sim: BlockSimulation,
+    truth_rows: list[tuple[int, dict[str, np.ndarray]]],
+    params: GenerateParams,
+    truth: TruthSpec,
+    client_ids: pa.Array,
+) -> pa.Table:
+    """One row per (client created before the cutoff, cutoff), from the oracle and the order history."""
+    parts = []
+    for d, r in truth_rows:
+        idx = r["idx"]
+        recency = (d * MINUTES_PER_DAY - r["last_order_minute"]) / MINUTES_PER_DAY
+        active = recency < truth.active_days
+        p = r["p_no_order"]
+        parts.append(
+            pa.table(
+                {
+                    "client_id": client_ids.take(pa.array(idx)),
+                    "cutoff_at": _ts(params, np.full(idx.size, d * MINUTES_PER_DAY)),
+                    "state": pa.array(np.where(active, "active", "lapsed")),
+                    "recency_days": pa.array(recency),
+                    "churn_probability": pa.array(p, mask=~active),
+                    "winback_probability": pa.array(1.0 - p, mask=active),
+                    "label_complete": pa.array(np.full(idx.size, d + truth.horizon_days <= params.n_days)),
+                    "latent_alive": pa.array(r["alive"]),
+                }
+            )
+        )
+    if not parts:
+        return TRUTH_SCHEMA.empty_table()
+    return pa.concat_tables(parts)
+
+
+TRUTH_SCHEMA = pa.schema(
+    [
+        ("client_id", pa.string()),
+        ("cutoff_at", pa.timestamp("us", tz="UTC")),
+        ("state", pa.string()),
+        ("recency_days", pa.float64()),
+        ("churn_probability", pa.float64()),
+        ("winback_probability", pa.float64()),
+        ("label_complete", pa.bool_()),
+        ("latent_alive", pa.bool_()),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# planted effects, measured from the written tables (what an analyst of the export would see)
+# ---------------------------------------------------------------------------------------------
+
+
+def repeat_purchase_rates(
+    orders: pd.DataFrame, complaints: pd.DataFrame, export_at: pd.Timestamp, window_days: int = 180
+) -> dict[str, float]:
+    """Share of completed orders followed by another completed order within ``window_days``, by the
+    client's complaint status when the order was placed:
+
+    - ``unresolved``: a complaint made before the order was never resolved;
+    - ``resolved``: no complaint open at the order and one resolved within the 365 days before it;
+    - ``none``: no complaint at all before the order.
+
+    Orders less than ``window_days`` before the export are left out (their window is incomplete).
+    """
+    import pandas as pd
+
+    o = orders.loc[orders["status"] == "completed", ["client_id", "ordered_at"]].sort_values(
+        ["client_id", "ordered_at"], kind="stable"
+    )
+    nxt = o.groupby("client_id", sort=False)["ordered_at"].shift(-1)
+    o = o.assign(repeat=(nxt - o["ordered_at"]) <= pd.Timedelta(days=window_days))
+    o = o[o["ordered_at"] <= export_at - pd.Timedelta(days=window_days)]
+    c = complaints
+    year = pd.Timedelta(days=365)
+    ev = pd.concat(
+        [
+            pd.DataFrame(
+                {"client_id": c["client_id"], "at": c["created_at"], "open": 1, "recent": 0, "never": 0}
+            ),
+            pd.DataFrame(
+                {
+                    "client_id": c["client_id"],
+                    "at": c["created_at"],
+                    "open": 0,
+                    "recent": 0,
+                    "never": c["resolved_at"].isna().astype(int),
+                }
+            ),
+            pd.DataFrame(
+                {"client_id": c["client_id"], "at": c["resolved_at"], "open": -1, "recent": 1, "never": 0}
+            ).dropna(subset=["at"]),
+            pd.DataFrame(
+                {
+                    "client_id": c["client_id"],
+                    "at": c["resolved_at"] + year,
+                    "open": 0,
+                    "recent": -1,
+                    "never": 0,
+                }
+            ).dropna(subset=["at"]),
+        ],
+        ignore_index=True,
+    )
+    ev = ev.sort_values(["client_id", "at"], kind="stable")
+    g = ev.groupby("client_id", sort=False)
+    ev = ev.assign(
+        n_open=g["open"].cumsum(), n_recent=g["recent"].cumsum(), n_never=g["never"].cumsum(), any=1
+    )
+    o = o.sort_values("ordered_at", kind="stable")
+    ev = ev.sort_values("at", kind="stable")
+    m = pd.merge_asof(
+        o,
+        ev[["client_id", "at", "n_open", "n_recent", "n_never", "any"]],
+        left_on="ordered_at",
+        right_on="at",
+        by="client_id",
+        allow_exact_matches=False,
+    )
+    never = m["n_never"].fillna(0) > 0
+    resolved = ~never & (m["n_open"].fillna(0) == 0) & (m["n_recent"].fillna(0) > 0)
+    none = m["any"].isna()
+    return {
+        "resolved": float(m.loc[resolved, "repeat"].mean()),
+        "none": float(m.loc[none, "repeat"].mean()),
+        "unresolved": float(m.loc[never, "repeat"].mean()),
+        "n_resolved": int(resolved.sum()),
+        "n_none": int(none.sum()),
+        "n_unresolved": int(never.sum()),
+    }
+
+
+def loss_episodes(orders: pd.DataFrame, export_at: pd.Timestamp, lapse_days: int = 90) -> pd.DataFrame:
+    """Observed losses: a completed order followed by no completed order for ``lapse_days``.
+
+    One row per loss: ``loss_at`` (last order + lapse_days), ``return_days`` (days from the loss to
+    the next completed order, NaN if none before the export), ``observed_days`` (loss to export) and
+    ``loss_number`` (1 for the client's first observed loss, 2 after one return, ...).
+    """
+    import pandas as pd
+
+    o = orders.loc[orders["status"] == "completed", ["client_id", "ordered_at"]].sort_values(
+        ["client_id", "ordered_at"], kind="stable"
+    )
+    nxt = o.groupby("client_id", sort=False)["ordered_at"].shift(-1)
+    lapse = pd.Timedelta(days=lapse_days)
+    loss_at = o["ordered_at"] + lapse
+    lost = (nxt.isna() | ((nxt - o["ordered_at"]) >= lapse)) & (loss_at <= export_at)
+    out = pd.DataFrame(
+        {
+            "client_id": o["client_id"][lost],
+            "loss_at": loss_at[lost],
+            "return_days": (nxt[lost] - loss_at[lost]).dt.total_seconds() / 86400,
+            "observed_days": (export_at - loss_at[lost]).dt.total_seconds() / 86400,
+        }
+    )
+    out["loss_number"] = out.groupby("client_id", sort=False).cumcount() + 1
+    return out.reset_index(drop=True)
+
+
+def return_rates_by_time(
+    losses: pd.DataFrame, edges: tuple[int, ...] = (0, 90, 180, 270, 365)
+) -> list[dict[str, float]]:
+    """Per interval since the loss: P(return in it | not returned before it), among losses observed
+    through the whole interval (life table; censoring comes only from the export date)."""
+    rows = []
+    for lo, hi in itertools.pairwise(edges):
+        seen = losses[losses["observed_days"] >= hi]
+        at_risk = seen[~(seen["return_days"] < lo)]
+        back = at_risk["return_days"] < hi
+        rows.append({"from_days": lo, "to_days": hi, "at_risk": len(at_risk), "rate": float(back.mean())})
+    return rows
+
+
+def return_within(losses: pd.DataFrame, days: int = 365) -> float:
+    """Share of losses, observed for ``days``, that end in a completed order within ``days``."""
+    seen = losses[losses["observed_days"] >= days]
+    return float((seen["return_days"] < days).mean())
