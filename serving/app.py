@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import json
 import logging
 import threading
 import time
@@ -437,7 +438,7 @@ def create_app(
             )
         scored = scorer.score(np.array([row], dtype=np.int64), reasons="all")
         metrics.clients_scored.inc()
-        return to_records(scorer, scored)[0]
+        return _json(to_records(scorer, scored)[0])
 
     @app.post(
         "/v1/scores",
@@ -465,12 +466,14 @@ def create_app(
         rows, unknown = scorer.snapshot.rows_for(ids)
         scored = scorer.score(rows, reasons="all")
         metrics.clients_scored.inc(len(rows))
-        return {
-            "cutoff_at": scorer.snapshot.cutoff_at.isoformat(),
-            "model_versions": scorer.model_versions,
-            "scores": to_records(scorer, scored),
-            "unknown_client_ids": unknown,
-        }
+        return _json(
+            {
+                "cutoff_at": scorer.snapshot.cutoff_at.isoformat(),
+                "model_versions": scorer.model_versions,
+                "scores": to_records(scorer, scored),
+                "unknown_client_ids": unknown,
+            }
+        )
 
     @app.get(
         "/v1/model",
@@ -539,6 +542,17 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
+
+
+def _json(payload: Any, status_code: int = 200) -> Response:
+    """Serialise a core answer directly (it is built to the response model's shape by to_records).
+
+    FastAPI would validate every record against the response model first, which costs about ten
+    times the JSON encoding for a batch of 1000 clients; the response model still documents the
+    route, and the schemathesis test checks the answers against it.
+    """
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return Response(content=body, status_code=status_code, media_type="application/json")
 
 
 def _finite(values: dict[str, float]) -> dict[str, float]:
