@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ModelKind = Literal["churn", "winback"]
 KINDS: tuple[ModelKind, ...] = ("churn", "winback")
 CalibrationMethod = Literal["isotonic", "platt"]
+SplitMode = Literal["strict", "overlap"]
 
 
 class BoosterParams(BaseModel):
@@ -40,6 +41,9 @@ class TrainParams(BaseModel):
     seed: int = 42
     num_threads: int = Field(default=2, ge=1)
     calibration: CalibrationMethod = "platt"
+    # strict: training windows end before the validation cutoff; overlap: they only end before the
+    # test cutoff (for short histories such as one year of real data; the test stays untouched).
+    split: SplitMode = "strict"
     experiment: str = "comeback"
     register_models: bool = True  # register both models in MLflow (alias challenger)
     churn: BoosterParams = BoosterParams()

@@ -32,7 +32,7 @@ from features.contract import (
     ContractError,
     check_feature_table,
 )
-from models.config import ModelKind
+from models.config import ModelKind, SplitMode
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class TimeSplit:
     train_cutoffs: tuple[dt.date, ...]
     valid_cutoff: dt.date
     test_cutoff: dt.date
+    mode: SplitMode = "strict"
     train_rows: int = 0
     valid_rows: int = 0
     test_rows: int = 0
@@ -102,10 +103,15 @@ def population(frame: pd.DataFrame, kind: ModelKind) -> pd.DataFrame:
     return frame.loc[frame["state"].isin(STATES_OF[kind])]
 
 
-def choose_split(frame: pd.DataFrame, kind: ModelKind, horizon_days: int) -> TimeSplit:
+def choose_split(
+    frame: pd.DataFrame, kind: ModelKind, horizon_days: int, mode: SplitMode = "strict"
+) -> TimeSplit:
     """Pick test, validation and training cutoffs for ``kind`` as described in the module docstring.
 
     ``horizon_days`` is the label window length in days (params.yaml ``features.horizon_days``).
+    ``mode="overlap"`` relaxes only the training rule to D < V and D + horizon_days <= T: training
+    windows may overlap the validation window (early stopping and calibration become slightly
+    optimistic) but no label used for fitting reaches into the test window.
     Raises SplitError naming what is missing when fewer than three usable cutoffs exist.
     """
     pop = population(frame, kind)
@@ -128,23 +134,34 @@ def choose_split(frame: pd.DataFrame, kind: ModelKind, horizon_days: int) -> Tim
             f"{test}; the feature table needs cutoffs spanning at least {2 * horizon_days} days"
         )
     valid = valid_candidates[-1]
-    train = tuple(d for d in full if d + horizon <= valid)
+    if mode == "strict":
+        train = tuple(d for d in full if d + horizon <= valid)
+    else:
+        train = tuple(d for d in full if d < valid and d + horizon <= test)
     if not train:
         raise SplitError(
             f"{kind}: no training cutoff ends its label window before the validation cutoff {valid}; "
-            f"the feature table needs cutoffs spanning more than {2 * horizon_days} days"
+            f"the feature table needs cutoffs spanning more than {2 * horizon_days} days "
+            "(or set train.split: overlap)"
         )
     return TimeSplit(
-        kind=kind, horizon_days=horizon_days, train_cutoffs=train, valid_cutoff=valid, test_cutoff=test
+        kind=kind,
+        horizon_days=horizon_days,
+        train_cutoffs=train,
+        valid_cutoff=valid,
+        test_cutoff=test,
+        mode=mode,
     )
 
 
-def split_frames(frame: pd.DataFrame, kind: ModelKind, horizon_days: int) -> SplitFrames:
+def split_frames(
+    frame: pd.DataFrame, kind: ModelKind, horizon_days: int, mode: SplitMode = "strict"
+) -> SplitFrames:
     """Cut the ``kind`` population into train/valid/test rows by :func:`choose_split`.
 
     Labels become a plain int column ``label`` (0/1); feature columns stay as they are.
     """
-    split = choose_split(frame, kind, horizon_days)
+    split = choose_split(frame, kind, horizon_days, mode)
     pop = population(frame, kind)
     dates = cutoff_dates(pop)
     label = LABEL_OF[kind]

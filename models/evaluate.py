@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from models.baselines import fit_logistic_rfm_baseline, fit_recency_baseline
-from models.config import EvaluateParams, ModelKind
+from models.config import EvaluateParams, ModelKind, SplitMode
 from models.dataset import SplitFrames, split_frames
 from models.metrics import (
     bootstrap_indices,
@@ -60,6 +60,7 @@ def evaluate_kind(
     horizon_days: int,
     truth: pd.DataFrame | None = None,
     importance: pd.DataFrame | None = None,
+    split_mode: SplitMode = "strict",
 ) -> KindEvaluation:
     """Score ``model`` and the baselines on the test cutoff of ``features`` (see module docstring).
 
@@ -67,7 +68,7 @@ def evaluate_kind(
     winback_probability); when given, the oracle is scored on the test rows it covers.
     """
     kind = model.kind
-    frames = split_frames(features, kind, horizon_days)
+    frames = split_frames(features, kind, horizon_days, split_mode)
     return evaluate_frames(frames, model, params, truth=truth, importance=importance)
 
 

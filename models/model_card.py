@@ -63,8 +63,14 @@ def render_model_card(
         f"({split['valid_rows']} rows, base rate {_fmt(split['valid_base_rate'])})",
         f"- test cutoff (all metrics below): {split['test_cutoff']} ({split['test_rows']} rows, base rate "
         f"{_fmt(split['test_base_rate'])})",
-        "- no label window of a training or validation row reaches past the next step's cutoff "
-        "(D + horizon <= validation cutoff for training, validation + horizon <= test cutoff).",
+        (
+            "- no label window of a training or validation row reaches past the next step's cutoff "
+            "(D + horizon <= validation cutoff for training, validation + horizon <= test cutoff)."
+            if split.get("mode", "strict") == "strict"
+            else "- split mode overlap: training windows may overlap the validation window (early "
+            "stopping and calibration slightly optimistic); none reaches the test window "
+            "(D + horizon <= test cutoff)."
+        ),
         "",
         f"Calibration: {calibration}, fitted on the validation cutoff.",
     ]

@@ -220,7 +220,8 @@ def compare_on_test(
     features: pd.DataFrame, models: dict[str, LoadedModel], kind: ModelKind, horizon_days: int
 ) -> tuple[str, dict[str, dict[str, float]]]:
     """ROC-AUC and Brier of each named model on the test cutoff of ``features``."""
-    frames = split_frames(features, kind, horizon_days)
+    # Only the test cutoff is used, and it is the same in both split modes.
+    frames = split_frames(features, kind, horizon_days, "overlap")
     y = frames.test["label"].to_numpy()
     scores = {}
     for role, model in models.items():

@@ -99,7 +99,7 @@ def fit_model(
     feature_names: list[str] | None = None,
 ) -> TrainedModel:
     """Split, fit with early stopping on the validation cutoff, calibrate there, score valid and test."""
-    frames = split_frames(features, kind, horizon_days)
+    frames = split_frames(features, kind, horizon_days, params.split)
     names = feature_names or default_feature_names()
     return fit_on_frames(frames, params, feature_names=names)
 

@@ -65,6 +65,7 @@ def command(
                 horizon_days=settings.features.horizon_days,
                 truth=truth_frame,
                 importance=importance,
+                split_mode=settings.train.split,
             )
             metrics[kind] = result.metrics
             details[kind] = result.details

@@ -45,6 +45,18 @@ def test_split_frames_hold_only_their_population_and_cutoffs(
     assert frames.split.test_rows == len(frames.test)
 
 
+def test_overlap_mode_keeps_every_fitting_window_before_the_test_cutoff(
+    fabricated: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    frame = fabricated[0]
+    strict = choose_split(frame, "churn", HORIZON_DAYS)
+    overlap = choose_split(frame, "churn", HORIZON_DAYS, "overlap")
+    horizon = dt.timedelta(days=HORIZON_DAYS)
+    assert (overlap.valid_cutoff, overlap.test_cutoff) == (strict.valid_cutoff, strict.test_cutoff)
+    assert set(strict.train_cutoffs) < set(overlap.train_cutoffs)
+    assert all(d < overlap.valid_cutoff and d + horizon <= overlap.test_cutoff for d in overlap.train_cutoffs)
+
+
 def test_too_short_history_is_a_clear_error(fabricated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     frame = fabricated[0]
     late = frame[pd.to_datetime(frame["cutoff_at"]) >= pd.Timestamp("2024-06-01", tz="UTC")]
