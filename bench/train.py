@@ -12,6 +12,7 @@ Without --features it uses the fabricated table of the model tests (small). Prin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -44,6 +45,12 @@ def main() -> None:
     parser.add_argument("--features", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--horizon-days", type=int, default=100)
+    parser.add_argument(
+        "--replicate",
+        type=int,
+        default=1,
+        help="stack the training rows N times (fit time at N x the clients; e.g. 50 x 20k = 1M)",
+    )
     args = parser.parse_args()
     if args.features is not None:
         frame = read_feature_table(args.features)
@@ -56,12 +63,16 @@ def main() -> None:
     params = TrainParams(num_threads=args.threads)
     print(f"feature table: {source}, {len(frame):,} rows, num_threads={args.threads}")
     for kind in ("churn", "winback"):
-        bench_kind(frame, kind, params, args.horizon_days)
+        bench_kind(frame, kind, params, args.horizon_days, args.replicate)
 
 
-def bench_kind(frame: pd.DataFrame, kind: str, params: TrainParams, horizon_days: int) -> None:
+def bench_kind(
+    frame: pd.DataFrame, kind: str, params: TrainParams, horizon_days: int, replicate: int
+) -> None:
     """Fit one model and time its single-row and batch scoring."""
     frames = split_frames(frame, kind, horizon_days)  # type: ignore[arg-type]
+    if replicate > 1:
+        frames = dataclasses.replace(frames, train=pd.concat([frames.train] * replicate, ignore_index=True))
     t0 = time.perf_counter()
     fit_logistic_rfm_baseline(frames.train, frames.train["label"].to_numpy())
     base_s = time.perf_counter() - t0
