@@ -107,11 +107,9 @@ class PathExplainer:
         if n == 0 or k <= 0:
             return [[] for _ in range(n)]
         kk = min(k, f)
-        part = np.argpartition(-contributions, kk - 1, axis=1)[:, :kk]
-        vals = np.take_along_axis(contributions, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        top = np.take_along_axis(part, order, axis=1)
-        top_vals = np.take_along_axis(vals, order, axis=1)
+        # A full stable sort per row: ties go to the earlier input column, whatever the batch size.
+        top = np.argsort(-contributions, axis=1, kind="stable")[:, :kk]
+        top_vals = np.take_along_axis(contributions, top, axis=1)
         positive = (top_vals > 0).tolist()
         return [
             [c for c, keep in zip(cols, keeps, strict=True) if keep]
