@@ -42,8 +42,12 @@ def command(
     except (ParamsError, ContractError, SplitError, FileNotFoundError) as e:
         console.print(f"[red]train failed:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from e
-    mlflow_params = {**settings.train.flat("train"), "features.horizon_days": horizon}
-    mlflow_params.update(flatten(settings.features.model_dump(mode="json"), "features"))
+    # Params under their params.yaml names: the train section and the features section that made the
+    # table (cutoffs, horizon, tiers). Nothing secret lives in params.yaml.
+    mlflow_params = {
+        **settings.train.flat("train"),
+        **flatten(settings.features.model_dump(mode="json"), "features"),
+    }
     uri = tracking_uri_from_env() if settings.train.register_models else None
     for kind, model in trained.items():
         folder = out / kind
@@ -54,9 +58,7 @@ def command(
                 folder,
                 tracking_uri=uri,
                 experiment=settings.train.experiment,
-                params={
-                    k: v for k, v in mlflow_params.items() if k.startswith(("train.", "features.horizon"))
-                },
+                params=mlflow_params,
                 data_source=str(features),
             )
             meta_path = folder / "model.json"
