@@ -49,6 +49,7 @@ def _register(model: TrainedModel, folder: Path, uri: str) -> str:
     return reg.version
 
 
+@pytest.mark.slow
 def test_worse_challenger_stays_out_and_better_one_is_promoted(
     tmp_path: Path,
     churn_model: TrainedModel,
