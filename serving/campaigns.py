@@ -16,6 +16,7 @@ positive and no exclusion applies. Exclusions, in the order reported: ``do_not_c
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,25 +88,51 @@ def _ids(frame: pd.DataFrame, column: str) -> np.ndarray:
     return np.array([None if v is None or v != v or v == "" else str(v) for v in values], dtype=object)
 
 
-def suggest_managers(manager_id: np.ndarray, segment: np.ndarray, avoid_manager_id: np.ndarray) -> np.ndarray:
-    """Suggested manager per client: the least-loaded manager of the client's segment, never the avoided one.
+def suggest_managers(
+    manager_id: np.ndarray,
+    segment: np.ndarray,
+    avoid_manager_id: np.ndarray,
+    needs: np.ndarray,
+    value: np.ndarray,
+    client_id: np.ndarray,
+) -> np.ndarray:
+    """Suggested manager for the rows in ``needs``: balanced over the segment, never the avoided one.
 
-    Load is the number of clients a manager holds now (``manager_id`` over the whole table); the
-    managers of a segment are those holding at least one client of it. Ties go to the smaller
-    manager id, so the choice is deterministic. None where the segment has no other manager.
+    The managers of a segment are those holding at least one client of it now; a manager's load
+    starts at the number of clients they hold (``manager_id`` over the whole table). Clients are
+    handed out in order of value (descending, ties by client id), each to the least-loaded manager
+    of its segment other than its avoided one (ties to the smaller manager id), whose load then
+    grows by one. Deterministic, independent of the models, and it spreads a list over the team
+    instead of sending it all to one person. None where the segment has no other manager.
     """
-    frame = pd.DataFrame({"manager_id": manager_id, "segment": pd.Series(segment, dtype=object).fillna("")})
-    held = frame.dropna(subset=["manager_id"])
-    load = held["manager_id"].value_counts()
-    out = np.full(len(frame), None, dtype=object)
-    seg_all = frame["segment"].to_numpy(dtype=object)
-    avoid = np.asarray(avoid_manager_id, dtype=object)
-    for seg, group in held.groupby("segment", sort=True):
-        ranked = sorted(set(group["manager_id"]), key=lambda m: (int(load[m]), str(m)))
-        rows = np.flatnonzero(seg_all == seg)
-        first = ranked[0]
-        second = ranked[1] if len(ranked) > 1 else None
-        out[rows] = np.where(avoid[rows] == first, second, first)
+    seg = pd.Series(segment, dtype=object).fillna("").to_numpy(dtype=object)
+    held = pd.DataFrame({"manager_id": manager_id, "segment": seg}).dropna(subset=["manager_id"])
+    load = held["manager_id"].value_counts().to_dict()
+    members = held.groupby("segment", sort=True)["manager_id"].agg(lambda m: sorted(set(m))).to_dict()
+    out = np.full(len(seg), None, dtype=object)
+    rows = np.flatnonzero(np.asarray(needs, dtype=bool))
+    if rows.size == 0:
+        return out
+    order = rows[
+        np.lexsort((np.asarray(client_id, dtype=object)[rows].astype(str), -np.asarray(value)[rows]))
+    ]
+    heaps = {s: [(int(load[m]), str(m)) for m in ms] for s, ms in members.items()}
+    for h in heaps.values():
+        heapq.heapify(h)
+    for r in order.tolist():
+        heap = heaps.get(seg[r])
+        if not heap:
+            continue
+        first = heapq.heappop(heap)
+        chosen = first
+        if first[1] == avoid_manager_id[r]:
+            if not heap:
+                heapq.heappush(heap, first)
+                continue
+            chosen = heapq.heappop(heap)
+            heapq.heappush(heap, first)
+        out[r] = chosen[1]
+        heapq.heappush(heap, (chosen[0] + 1, chosen[1]))
     return out
 
 
@@ -173,8 +200,14 @@ def plan_campaigns(frame: pd.DataFrame, params: ScoreParams) -> CampaignPlan:
     avoid = np.full(n, None, dtype=object)
     known_loss = ~pd.isna(loss_manager)
     avoid[winback_rows] = np.where(known_loss, loss_manager, manager)[winback_rows]
-    suggested = suggest_managers(manager, frame["segment"].to_numpy(dtype=object), avoid)
-    suggested[~winback_rows] = None
+    suggested = suggest_managers(
+        manager,
+        frame["segment"].to_numpy(dtype=object),
+        avoid,
+        winback_rows,
+        value,
+        frame["client_id"].to_numpy(dtype=object),
+    )
 
     return CampaignPlan(
         value=value,

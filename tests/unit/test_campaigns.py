@@ -177,7 +177,7 @@ def test_lists_are_sorted_by_priority() -> None:
 
 def test_avoid_manager_is_the_manager_at_loss_and_suggestion_is_another() -> None:
     rows = frame(
-        # current book: m1 holds 4 clients, m2 holds 2, m3 holds 1 (all retail); m9 holds a wholesale one
+        # book: m1 holds 4 clients, m2 holds 2, m3 holds 1 (retail); m9 holds the only wholesale one
         client(manager_id="m1"),
         client(manager_id="m1"),
         client(state="lapsed_90", manager_id="m1", loss_manager_id="m3"),
@@ -189,17 +189,24 @@ def test_avoid_manager_is_the_manager_at_loss_and_suggestion_is_another() -> Non
     )
     plan = plan_campaigns(rows, PARAMS)
     assert plan.avoid_manager_id.tolist() == [None, None, "m3", None, "m2", None, "m9", "m1"]
-    # least-loaded retail manager is m3 (1 client); when m3 is to be avoided, the next is m2 (2 clients)
+    # Same value for all: handed out by client id. c2 avoids m3 (load 1) -> m2 (2 -> 3); c4 avoids
+    # m2 -> m3 (1 -> 2); c7 avoids m1 -> m3 (2 -> 3); c6 (wholesale) has no other manager.
     assert plan.suggested_manager_id.tolist() == [None, None, "m2", None, "m3", None, None, "m3"]
+    for avoid, suggested in zip(plan.avoid_manager_id, plan.suggested_manager_id, strict=True):
+        assert suggested is None or suggested != avoid
 
 
-def test_manager_suggestion_is_deterministic_on_ties() -> None:
+def test_manager_suggestions_balance_the_load_in_value_order() -> None:
     out = suggest_managers(
-        np.array(["b", "a", "c"], dtype=object),
-        np.array(["s", "s", "s"], dtype=object),
-        np.array([None, "a", None], dtype=object),
+        manager_id=np.array(["a", "b", "b", None, None, None, None], dtype=object),
+        segment=np.array(["s"] * 7, dtype=object),
+        avoid_manager_id=np.array([None, None, None, "a", None, None, "b"], dtype=object),
+        needs=np.array([False, False, False, True, True, True, True]),
+        value=np.array([0, 0, 0, 40.0, 30.0, 20.0, 10.0]),
+        client_id=np.array(["x", "y", "z", "w1", "w2", "w3", "w4"], dtype=object),
     )
-    assert out.tolist() == ["a", "b", "a"]
+    # loads a=1, b=2. w1 (avoid a) -> b (3); w2 -> a (2); w3 -> a (3); w4 (avoid b) -> a (4)
+    assert out.tolist() == [None, None, None, "b", "a", "a", "a"]
 
 
 def test_flags() -> None:
