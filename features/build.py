@@ -24,8 +24,16 @@ from features.contract import FEATURE_COLUMNS, LABEL_COLUMNS
 from features.labels import derive_labels, future_orders
 from features.lifecycle import LAPSED_OR_LOST, derive_lifecycle, last_contact_managers, lifecycle_aggregates
 from features.payments import derive_payments, payment_aggregates
-from features.rfm import SECONDS_PER_DAY, check_windows, derive_rfm, prepare_orders, rfm_aggregates
-from features.tables import CleanTables, cutoffs_frame, cutoffs_table
+from features.rfm import (
+    SECONDS_PER_DAY,
+    check_windows,
+    derive_rfm,
+    gap_aggregates,
+    prepare_gaps,
+    prepare_orders,
+    rfm_aggregates,
+)
+from features.tables import CleanTables, cutoff_instant, cutoffs_frame, cutoffs_table
 
 KEYS = ["client_id", "cutoff_id"]
 
@@ -104,25 +112,26 @@ def build_feature_table(
     clients = tables.clients
     base = clients.join(cut, clients.created_at < cut.cutoff_at)
 
-    orders = prepare_orders(tables.orders)
+    # orders on/after the last cutoff never enter a feature (labels read tables.orders directly);
+    # dropping them before the gap window keeps that sort small when cutoffs end before the export
+    last_cutoff = cutoff_instant(max(cutoffs))
+    known_orders = tables.orders.filter(tables.orders.ordered_at < last_cutoff)
+    orders = prepare_orders(known_orders)
+    gaps = prepare_gaps(known_orders)
     complaints = prepare_complaints(tables.complaints)
     contacts = prepare_contacts(tables.contacts)
 
     agg_orders = _per_cutoff(
-        orders,
-        "ordered_at",
-        cut,
-        lambda j: {
-            **rfm_aggregates(j, params),
-            **payment_aggregates(j, params),
-            **lifecycle_aggregates(j, params),
-        },
+        orders, "ordered_at", cut, lambda j: {**rfm_aggregates(j, params), **payment_aggregates(j, params)}
+    )
+    agg_gaps = _per_cutoff(
+        gaps, "ordered_at", cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
     )
     agg_complaints = _per_cutoff(complaints, "created_at", cut, lambda j: complaint_aggregates(j, params))
     agg_contacts = _per_cutoff(contacts, "contacted_at", cut, lambda j: contact_aggregates(j, params))
 
     t = base
-    for other in (agg_orders, agg_complaints, agg_contacts, future_orders(tables.orders, cut)):
+    for other in (agg_orders, agg_gaps, agg_complaints, agg_contacts, future_orders(tables.orders, cut)):
         t = _attach(t, other)
 
     recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY
@@ -136,7 +145,7 @@ def build_feature_table(
     }
     t = t.mutate(**derived)
     t = t.mutate(**derive_labels(t, t.state))
-    t = _attach(t, last_contact_managers(t, contacts))
+    t = _attach(t, last_contact_managers(agg_gaps, contacts))
     t = t.mutate(
         loss_manager_id=ibis.ifelse(
             t.state.isin(LAPSED_OR_LOST),

@@ -11,18 +11,16 @@ import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureParams
-from features.rfm import SECONDS_PER_DAY, SHORT_DAYS, YEAR_DAYS, seconds
+from features.rfm import SECONDS_PER_DAY, SHORT_DAYS, YEAR_DAYS
 
 
 def prepare_complaints(complaints: ir.Table) -> ir.Table:
-    """Per-complaint columns computed once: epoch seconds and a per-client sequence number.
+    """Per-complaint columns computed once: a per-client sequence number.
 
     ``seq`` orders a client's complaints by (created_at, complaint_id) so "the last complaint"
     is well defined even when two complaints share a timestamp.
     """
-    c = complaints.mutate(
-        created_s=seconds(complaints.created_at), resolved_s=seconds(complaints.resolved_at)
-    )
+    c = complaints.mutate(created_s=complaints.created_at_s, resolved_s=complaints.resolved_at_s)
     w = ibis.window(group_by=c.client_id, order_by=[c.created_s, c.complaint_id])
     return c.mutate(seq=ibis.row_number().over(w))
 

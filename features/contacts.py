@@ -6,12 +6,12 @@ import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureParams
-from features.rfm import SECONDS_PER_DAY, YEAR_DAYS, seconds
+from features.rfm import SECONDS_PER_DAY, YEAR_DAYS
 
 
 def prepare_contacts(contacts: ir.Table) -> ir.Table:
-    """Per-contact epoch seconds and a per-client sequence by (contacted_at, contact_id)."""
-    c = contacts.mutate(contacted_s=seconds(contacts.contacted_at))
+    """A per-client sequence number of contacts by (contacted_at, contact_id)."""
+    c = contacts.mutate(contacted_s=contacts.contacted_at_s)
     w = ibis.window(group_by=c.client_id, order_by=[c.contacted_s, c.contact_id])
     return c.mutate(seq=ibis.row_number().over(w))
 

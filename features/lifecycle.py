@@ -22,11 +22,21 @@ LAPSED_OR_LOST = ("lapsed_90", "lapsed_180", "lapsed_360", "lost")
 
 
 def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Number of past losses (gaps ≥ tiers[0]) and when the last return happened (epoch seconds)."""
-    loss_gap = j.is_completed & (j.gap_days >= params.lapse_tiers_days[0])
+    """Past losses (gaps ≥ tiers[0]), the last return (epoch seconds) and the loss date.
+
+    ``j`` is completed orders with their gaps (``features.rfm.prepare_gaps``) joined to the
+    cutoffs. ``loss_at`` is computed here, on this narrow aggregate, so the loss manager is looked
+    up without touching the wide feature table.
+    """
+    t0 = params.lapse_tiers_days[0]
+    loss_gap = j.gap_days >= t0
+    lapsed = (j.cutoff_s.max() - j.ordered_s.max()) / SECONDS_PER_DAY >= t0
     return {
         "agg_loss_gaps": j.count(where=loss_gap),
         "agg_last_return_s": j.ordered_s.max(where=loss_gap),
+        "loss_at": ibis.ifelse(
+            lapsed, j.ordered_at.max() + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
+        ),
     }
 
 
@@ -64,9 +74,7 @@ def derive_lifecycle(
     since_return = (t.cutoff_s - t.agg_last_return_s) / SECONDS_PER_DAY
     return {
         "state": state,
-        "loss_at": ibis.ifelse(
-            lapsed, t.last_order_at + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
-        ),
+        "loss_at": t.loss_at,
         "is_new": (state == "new").cast("int8"),
         "days_since_loss": ibis.ifelse(lapsed, recency_days - t0, ibis.null("float64")),
         "times_lost": times_lost,
@@ -82,7 +90,8 @@ def derive_lifecycle(
 def last_contact_managers(rows: ir.Table, contacts: ir.Table) -> ir.Table:
     """Manager of the last contact (with a manager) before ``loss_at``, per (client_id, cutoff_id).
 
-    ``rows`` has client_id, cutoff_id and loss_at (null when not lapsed); ``contacts`` is the
+    ``rows`` (the order aggregates) has client_id, cutoff_id and loss_at (null when not lapsed);
+    ``contacts`` is the
     prepared contacts table (with ``seq``). Clients never contacted before their loss get no row.
     """
     lapsed = rows.filter(rows.loss_at.notnull()).select("client_id", "cutoff_id", "loss_at")

@@ -32,26 +32,38 @@ def check_windows(params: FeatureParams) -> None:
         )
 
 
-def seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
-    """Epoch seconds of a timestamp as a double (for durations in days)."""
-    return ts.epoch_seconds().cast("float64")
-
-
 def prepare_orders(orders: ir.Table) -> ir.Table:
-    """Per-order columns computed once for every cutoff: epoch seconds, completion flag, gap.
-
-    ``gap_days`` is the time since the client's previous completed order (days, double), null for
-    the first completed order and for orders that are not completed.
-    """
-    completed = orders.status == "completed"
-    o = orders.mutate(is_completed=completed, ordered_s=seconds(orders.ordered_at))
-    w = ibis.window(group_by=[o.client_id, o.is_completed], order_by=[o.ordered_s, o.order_id])
-    prev = o.ordered_s.lag().over(w)
-    return o.mutate(
-        gap_days=ibis.ifelse(o.is_completed, (o.ordered_s - prev) / SECONDS_PER_DAY, ibis.null("float64")),
-        due_s=seconds(o.due_at),
-        paid_s=seconds(o.paid_at),
+    """Per-order columns computed once for every cutoff: completion flag and epoch seconds."""
+    return orders.mutate(
+        is_completed=orders.status == "completed",
+        ordered_s=orders.ordered_at_s,
+        due_s=orders.due_at_s,
+        paid_s=orders.paid_at_s,
     )
+
+
+def prepare_gaps(orders: ir.Table) -> ir.Table:
+    """Completed orders with ``gap_days``, the time since the client's previous completed order.
+
+    Days (double), null for a client's first completed order. A narrow table (client, time, gap)
+    so the window sort stays small; the gap belongs to the later order, so filtering it by
+    ``ordered_at < cutoff_at`` keeps exactly the gaps known at the cutoff.
+    """
+    done = orders.filter(orders.status == "completed").select(
+        "client_id", "ordered_at", ordered_s=orders.ordered_at_s
+    )
+    # ties in ordered_at need no tie-break: the gaps between tied orders are 0 whichever comes first
+    w = ibis.window(group_by=done.client_id, order_by=done.ordered_s)
+    return done.mutate(gap_days=(done.ordered_s - done.ordered_s.lag().over(w)) / SECONDS_PER_DAY)
+
+
+def gap_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Mean and spread of the gaps between completed orders before the cutoff (``j``: gaps ⋈ cutoffs)."""
+    return {
+        "gap_mean_days": j.gap_days.mean(),
+        "agg_gap_std": j.gap_days.std(how="sample"),
+        "agg_gaps": j.gap_days.count(),
+    }
 
 
 def rfm_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
@@ -68,9 +80,6 @@ def rfm_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
         "last_order_at": j.ordered_at.max(where=done),
         "agg_first_s": j.ordered_s.min(where=done),
         "agg_last_s": j.ordered_s.max(where=done),
-        "gap_mean_days": j.gap_days.mean(where=done),
-        "agg_gap_std": j.gap_days.std(how="sample", where=done),
-        "agg_gaps": j.gap_days.count(where=done),
         "agg_orders_all": j.count(),
         "cancelled_orders_total": j.count(where=j.status == "cancelled"),
         "returned_orders_total": j.count(where=j.status == "returned"),
@@ -96,7 +105,7 @@ def derive_rfm(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
     n_total = t.orders_total.fill_null(0)
     out: dict[str, ir.Value] = {
         "recency_days": (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY,
-        "tenure_days": (t.cutoff_s - seconds(t.created_at)) / SECONDS_PER_DAY,
+        "tenure_days": (t.cutoff_s - t.created_at_s) / SECONDS_PER_DAY,
         "days_since_first_order": (t.cutoff_s - t.agg_first_s) / SECONDS_PER_DAY,
     }
     for w in params.windows_days:

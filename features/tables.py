@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ibis
+import ibis.expr.datatypes as dt_ibis
 import ibis.expr.types as ir
 import pandas as pd
 from ibis.backends import BaseBackend
@@ -65,6 +66,10 @@ def connect(
     if backend == "duckdb":
         con = ibis.duckdb.connect(threads=threads, memory_limit=memory_limit)
         con.raw_sql("SET TimeZone = 'UTC'")
+        # The feature query left-joins narrow per-source aggregates onto the (client, cutoff) rows.
+        # DuckDB's build-side optimiser otherwise hashes the growing wide side at every join, which
+        # does not fit the memory limit at 1M clients; keeping the aggregates as build sides does.
+        con.raw_sql("SET disabled_optimizers = 'build_side_probe_side'")
         if temp_directory is not None:
             con.raw_sql(f"SET temp_directory = '{temp_directory}'")
         return con
@@ -102,22 +107,50 @@ def local_spark_session(*, threads: int = 2, shuffle_partitions: int = 4, small:
     return builder.getOrCreate()
 
 
-def _cast_to_contract(table: ir.Table, spec: Table) -> ir.Table:
-    """Select the contract columns in contract order with contract types; add optional defaults."""
+@ibis.udf.scalar.builtin(name="epoch_us")
+def _duckdb_epoch_us(ts: dt_ibis.Timestamp(timezone="UTC")) -> dt_ibis.int64:  # type: ignore[valid-type]
+    """DuckDB's epoch_us: microseconds since 1970 of a TIMESTAMPTZ, without a time-zone cast."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_unix_micros(ts: dt_ibis.Timestamp(timezone="UTC")) -> dt_ibis.int64:  # type: ignore[valid-type]
+    """Spark's unix_micros: microseconds since 1970 of a timestamp."""
+
+
+def epoch_seconds(ts: ir.TimestampValue, backend: str) -> ir.FloatingValue:
+    """Epoch seconds (double, microsecond precision) of a UTC timestamp on ``backend``.
+
+    Ibis' own epoch_seconds casts TIMESTAMPTZ to TIMESTAMP on DuckDB, a time-zone conversion
+    about ten times slower than the arithmetic, and truncates to whole seconds on Spark; the
+    backends' microsecond functions are fast and exact on both.
+    """
+    fn = _spark_unix_micros if backend == "pyspark" else _duckdb_epoch_us
+    return fn(ts).cast("float64") / 1_000_000.0
+
+
+def _cast_to_contract(table: ir.Table, spec: Table, backend: str) -> ir.Table:
+    """Select the contract columns in contract order with contract types; add optional defaults.
+
+    Every timestamp column ``x_at`` gets a twin ``x_at_s`` with its epoch seconds (double), so the
+    feature definitions compute durations without per-backend functions.
+    """
     cols: dict[str, ir.Value] = {}
     for c in spec.columns:
         if c.name in table.columns:
             cols[c.name] = table[c.name].cast(IBIS_TYPES[c.kind])
         else:
             cols[c.name] = ibis.literal(c.default, type=IBIS_TYPES[c.kind])
+    for c in spec.columns:
+        if c.kind == "timestamp":
+            cols[f"{c.name}_s"] = epoch_seconds(cols[c.name], backend)
     return table.select(**cols)
 
 
-def empty_table(name: str) -> ir.Table:
+def empty_table(name: str, backend: str = "duckdb") -> ir.Table:
     """An empty table with the contract schema of ``name`` (used when contacts are absent)."""
     spec = RAW_TABLES[name]
     schema = ibis.schema({c.name: IBIS_TYPES[c.kind] for c in spec.columns})
-    return ibis.memtable(schema.to_pyarrow().empty_table())
+    return _cast_to_contract(ibis.memtable(schema.to_pyarrow().empty_table()), spec, backend)
 
 
 def load_clean_tables(con: BaseBackend, clean_dir: Path) -> CleanTables:
@@ -132,28 +165,28 @@ def load_clean_tables(con: BaseBackend, clean_dir: Path) -> CleanTables:
         if not path.exists():
             if spec.optional_table:
                 log.info("no %s: using an empty %s table", path, name)
-                out[name] = empty_table(name)
+                out[name] = empty_table(name, con.name)
                 continue
             raise ContractError(f"table {name!r}: clean file not found: {path}")
         raw = con.read_parquet(path, table_name=f"comeback_clean_{name}")
         check_columns(spec, raw.columns, source=str(path))
-        out[name] = _cast_to_contract(raw, spec)
+        out[name] = _cast_to_contract(raw, spec, con.name)
     return CleanTables(**out)
 
 
-def tables_from_frames(frames: dict[str, pd.DataFrame]) -> CleanTables:
+def tables_from_frames(frames: dict[str, pd.DataFrame], backend: str = "duckdb") -> CleanTables:
     """Clean tables from in-memory pandas frames (tests, notebooks); contacts may be omitted."""
     out: dict[str, ir.Table] = {}
     for name, spec in RAW_TABLES.items():
         frame = frames.get(name)
         if frame is None:
             if spec.optional_table:
-                out[name] = empty_table(name)
+                out[name] = empty_table(name, backend)
                 continue
             raise ContractError(f"table {name!r}: no frame given")
         check_columns(spec, frame.columns, source="frame")
         schema = {c.name: IBIS_TYPES[c.kind] for c in spec.columns if c.name in frame.columns}
-        out[name] = _cast_to_contract(ibis.memtable(frame[list(schema)], schema=schema), spec)
+        out[name] = _cast_to_contract(ibis.memtable(frame[list(schema)], schema=schema), spec, backend)
     return CleanTables(**out)
 
 
