@@ -1,0 +1,114 @@
+"""The features stage: cutoff resolution, outputs, summary and errors at the boundary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from _features_frames import random_frames, write_clean
+
+from features.config import CutoffSchedule, FeatureParams
+from features.contract import (
+    FEATURE_COLUMNS,
+    FEATURE_INFO_COLUMNS,
+    FEATURE_KEYS,
+    LABEL_COLUMNS,
+    ContractError,
+)
+from pipeline.build_features import resolve_cutoffs, run_features
+
+EXPORT = dt.date(2025, 1, 1)
+
+
+def test_default_cutoffs_add_the_scoring_cutoff() -> None:
+    params = FeatureParams(
+        cutoffs=CutoffSchedule(start=dt.date(2024, 1, 1), end=dt.date(2024, 3, 1), every_days=30)
+    )
+    assert resolve_cutoffs(params, EXPORT) == [
+        dt.date(2024, 1, 1),
+        dt.date(2024, 1, 31),
+        dt.date(2024, 3, 1),
+        EXPORT,
+    ]
+    explicit = resolve_cutoffs(params, EXPORT, [dt.date(2024, 6, 1)])
+    assert explicit == [dt.date(2024, 6, 1)]  # explicit cutoffs only: no scoring cutoff
+    scoring = FeatureParams(cutoffs=[dt.date(2024, 1, 1)], scoring_cutoff=dt.date(2024, 12, 1))
+    assert resolve_cutoffs(scoring, EXPORT) == [dt.date(2024, 1, 1), dt.date(2024, 12, 1)]
+
+
+def test_cutoff_after_export_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"2025-02-01 after the export date 2025-01-01"):
+        resolve_cutoffs(FeatureParams(cutoffs=[dt.date(2025, 2, 1)]), EXPORT)
+
+
+def test_windows_other_than_the_contract_are_refused(tmp_path: Path) -> None:
+    write_clean(random_frames(20, seed=3), tmp_path)
+    params = FeatureParams(cutoffs=[dt.date(2024, 1, 1)], windows_days=[7, 30, 90, 365])
+    with pytest.raises(ContractError, match=r"features.windows_days must be \[30, 90, 180, 365\]"):
+        run_features(tmp_path, tmp_path / "out", [dt.date(2024, 1, 1)], params, export_date=EXPORT)
+
+
+def test_stage_writes_table_and_summary(tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    frames = random_frames(150, seed=5)
+    del frames["contacts"]  # contacts are optional
+    write_clean(frames, clean)
+    cutoffs = [dt.date(2024, 1, 1), dt.date(2024, 6, 1), EXPORT]
+    out = tmp_path / "features"
+    summary = run_features(clean, out, cutoffs, FeatureParams(cutoffs=cutoffs), export_date=EXPORT)
+
+    table = pq.read_table(out / "features.parquet").to_pandas()
+    assert list(table.columns) == [*FEATURE_KEYS, *FEATURE_INFO_COLUMNS, *FEATURE_COLUMNS, *LABEL_COLUMNS]
+    assert not table.duplicated(["client_id", "cutoff_at"]).any()
+    keys = list(zip(table.cutoff_at, table.client_id, strict=True))
+    assert keys == sorted(keys)
+    at_export = table[table.cutoff_at == pd.Timestamp(EXPORT, tz="UTC")]
+    assert at_export.churn_label.isna().all() and at_export.winback_label.isna().all()
+    assert sorted(p.name for p in out.iterdir()) == ["features.parquet", "features_summary.json"]
+
+    written = json.loads((out / "features_summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert written["rows"] == len(table)
+    per_cutoff = {c["cutoff_at"][:10]: c for c in written["cutoffs"]}
+    assert sum(per_cutoff["2024-01-01"]["states"].values()) == per_cutoff["2024-01-01"]["rows"]
+    first = table[table.cutoff_at == pd.Timestamp("2024-01-01", tz="UTC")]
+    churn = per_cutoff["2024-01-01"]["churn_label"]
+    assert churn["labelled"] == first.churn_label.notna().sum()
+    assert churn["base_rate"] == pytest.approx(first.churn_label.mean())
+    assert per_cutoff[EXPORT.isoformat()]["churn_label"] == {"labelled": 0, "base_rate": None}
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    frames = random_frames(10, seed=1)
+    write_clean(frames, tmp_path)
+    table = pq.read_table(tmp_path / "orders.parquet").drop(["amount"])
+    pq.write_table(table, tmp_path / "orders.parquet")
+    with pytest.raises(
+        ContractError, match=r"table 'orders' in .*orders.parquet: missing required column\(s\) 'amount'"
+    ):
+        run_features(
+            tmp_path,
+            tmp_path / "out",
+            [dt.date(2024, 1, 1)],
+            FeatureParams(cutoffs=[dt.date(2024, 1, 1)]),
+            export_date=EXPORT,
+        )
+    assert not (tmp_path / "out" / "features.parquet").exists()
+
+
+def test_missing_table_is_named(tmp_path: Path) -> None:
+    write_clean(random_frames(10, seed=1), tmp_path)
+    (tmp_path / "complaints.parquet").unlink()
+    with pytest.raises(ContractError, match=r"table 'complaints': clean file not found"):
+        run_features(
+            tmp_path,
+            tmp_path / "out",
+            [dt.date(2024, 1, 1)],
+            FeatureParams(cutoffs=[dt.date(2024, 1, 1)]),
+            export_date=EXPORT,
+        )
