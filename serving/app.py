@@ -383,17 +383,19 @@ def create_app(
     app.state.serving = state
     app.state.metrics = metrics
 
-    def require_key(key: str | None = Security(API_KEY)) -> None:
+    # Dependencies are async on purpose: they are trivial, and a sync dependency would cost a
+    # threadpool hop per request on top of the sync route's own.
+    async def require_key(key: str | None = Security(API_KEY)) -> None:
         if not _key_matches(key, api_keys):
             raise HTTPException(401, "missing or invalid X-API-Key")
 
-    def require_admin(key: str | None = Security(API_KEY)) -> None:
+    async def require_admin(key: str | None = Security(API_KEY)) -> None:
         if not _key_matches(key, api_keys):
             raise HTTPException(401, "missing or invalid X-API-Key")
         if not _key_matches(key, admin_keys):
             raise HTTPException(403, "this route needs an admin key (COMEBACK_ADMIN_KEYS)")
 
-    def current_scorer() -> Scorer:
+    async def current_scorer() -> Scorer:
         scorer = state.scorer
         if scorer is None:
             raise HTTPException(
