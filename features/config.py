@@ -48,7 +48,9 @@ class FeatureParams(BaseModel):
     def _check_tiers(self) -> FeatureParams:
         tiers = self.lapse_tiers_days
         if len(tiers) != 3 or tiers != sorted(tiers):
-            raise ValueError("features.lapse_tiers_days must be three increasing day counts, e.g. [90, 180, 360]")
+            raise ValueError(
+                "features.lapse_tiers_days must be three increasing day counts, e.g. [90, 180, 360]"
+            )
         if self.lost_after_days <= tiers[-1]:
             raise ValueError("features.lost_after_days must be beyond the last lapse tier")
         return self

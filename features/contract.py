@@ -84,8 +84,15 @@ CLIENTS = Table(
     meaning="One row per client of the company.",
     columns=(
         Column("client_id", "string", rule="unique, not empty", meaning="CRM id of the client"),
-        Column("created_at", "timestamp", rule="not after the export date", meaning="when the client was created in the CRM"),
-        Column("manager_id", "string", nullable=True, meaning="account manager now responsible for the client"),
+        Column(
+            "created_at",
+            "timestamp",
+            rule="not after the export date",
+            meaning="when the client was created in the CRM",
+        ),
+        Column(
+            "manager_id", "string", nullable=True, meaning="account manager now responsible for the client"
+        ),
         Column("segment", "string", nullable=True, meaning="CRM segment (free text, e.g. retail, wholesale)"),
         Column(
             "do_not_contact",
@@ -105,12 +112,29 @@ ORDERS = Table(
     columns=(
         Column("order_id", "string", rule="unique, not empty", meaning="CRM id of the order"),
         Column("client_id", "string", rule="references clients.client_id", meaning="who ordered"),
-        Column("ordered_at", "timestamp", rule="not after the export date", meaning="when the order was placed"),
-        Column("amount", "float", rule="> 0", min_value=0.0, min_exclusive=True, meaning="order value, company currency"),
+        Column(
+            "ordered_at", "timestamp", rule="not after the export date", meaning="when the order was placed"
+        ),
+        Column(
+            "amount",
+            "float",
+            rule="> 0",
+            min_value=0.0,
+            min_exclusive=True,
+            meaning="order value, company currency",
+        ),
         Column("margin", "float", nullable=True, meaning="gross margin of the order, may be negative"),
-        Column("status", "string", allowed=ORDER_STATUSES, rule="one of completed|cancelled|returned", meaning="order outcome"),
+        Column(
+            "status",
+            "string",
+            allowed=ORDER_STATUSES,
+            rule="one of completed|cancelled|returned",
+            meaning="order outcome",
+        ),
         Column("due_at", "timestamp", nullable=True, meaning="payment due date"),
-        Column("paid_at", "timestamp", nullable=True, meaning="when it was paid; later than due_at = paid late"),
+        Column(
+            "paid_at", "timestamp", nullable=True, meaning="when it was paid; later than due_at = paid late"
+        ),
     ),
 )
 
@@ -122,7 +146,9 @@ COMPLAINTS = Table(
     columns=(
         Column("complaint_id", "string", rule="unique, not empty", meaning="CRM id of the complaint"),
         Column("client_id", "string", rule="references clients.client_id", meaning="who complained"),
-        Column("created_at", "timestamp", rule="not after the export date", meaning="when the complaint was made"),
+        Column(
+            "created_at", "timestamp", rule="not after the export date", meaning="when the complaint was made"
+        ),
         Column(
             "severity",
             "int",
@@ -131,8 +157,18 @@ COMPLAINTS = Table(
             rule="1..5",
             meaning="1 trifle, 2 small problem, 3 problem, 4 catastrophe, 5 end of the world (client's view)",
         ),
-        Column("category", "string", allowed=COMPLAINT_CATEGORIES, rule="one of " + "|".join(COMPLAINT_CATEGORIES), meaning="what went wrong"),
-        Column("human_factor", "bool", meaning="caused by a person (rudeness, broken promise) rather than a technical failure"),
+        Column(
+            "category",
+            "string",
+            allowed=COMPLAINT_CATEGORIES,
+            rule="one of " + "|".join(COMPLAINT_CATEGORIES),
+            meaning="what went wrong",
+        ),
+        Column(
+            "human_factor",
+            "bool",
+            meaning="caused by a person (rudeness, broken promise) rather than a technical failure",
+        ),
         Column(
             "resolved_at",
             "timestamp",
@@ -153,7 +189,13 @@ CONTACTS = Table(
         Column("contact_id", "string", rule="unique, not empty", meaning="CRM id of the contact"),
         Column("client_id", "string", rule="references clients.client_id", meaning="who was contacted"),
         Column("contacted_at", "timestamp", rule="not after the export date", meaning="when"),
-        Column("campaign", "string", allowed=CONTACT_CAMPAIGNS, rule="prevention|winback", meaning="which campaign"),
+        Column(
+            "campaign",
+            "string",
+            allowed=CONTACT_CAMPAIGNS,
+            rule="prevention|winback",
+            meaning="which campaign",
+        ),
         Column("offer", "string", nullable=True, meaning="offer made, if any"),
         Column("manager_id", "string", nullable=True, meaning="who made the contact"),
     ),
@@ -244,7 +286,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def check_columns(table: Table, present: Mapping[str, str] | Iterable[str], *, source: str | None = None) -> None:
+def check_columns(
+    table: Table, present: Mapping[str, str] | Iterable[str], *, source: str | None = None
+) -> None:
     """Fail with a named-column error when a required column of ``table`` is missing.
 
     ``present`` is either the column names or a mapping name -> type string. ``source`` names the
@@ -264,4 +308,6 @@ def check_feature_table(columns: Iterable[str], *, source: str = "feature table"
     names = set(columns)
     missing = [c for c in (*FEATURE_KEYS, *FEATURE_INFO_COLUMNS, *FEATURE_COLUMNS) if c not in names]
     if missing:
-        raise ContractError(f"table 'features' ({source}): missing column(s) {', '.join(repr(m) for m in missing)}")
+        raise ContractError(
+            f"table 'features' ({source}): missing column(s) {', '.join(repr(m) for m in missing)}"
+        )
