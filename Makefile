@@ -53,4 +53,4 @@ serve: install
 	$(BIN)/comeback serve
 
 clean:
-	rm -rf data/raw data/clean data/features data/models data/reports data/scores mlflow.db mlruns
+	rm -rf data/raw data/clean data/features data/models data/reports data/scores mlflow.db mlruns mlartifacts
