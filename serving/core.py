@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 ReasonsMode = Literal["all", "listed", "none"]
+CANDIDATE_SPARE = 4  # extra top contributions looked at so that k distinct reasons remain
 
 
 class ReasonLike(Protocol):
@@ -215,7 +216,8 @@ class Scorer:
 
     def _top_features(self, model: ScoringModel, X: np.ndarray) -> list[list[str]]:
         """Names of the top positive contributions per row (path attribution or TreeSHAP, per params)."""
-        k = self.params.reasons_per_client
+        # A few spare candidates: phrases telling the same fact are merged in _words.
+        k = self.params.reasons_per_client + CANDIDATE_SPARE
         if self.params.reason_method == "shap":
             return [[r.feature for r in row] for row in model.top_reasons(X, k=k)]
         explainer = self._explainers[model.kind]
@@ -226,12 +228,9 @@ class Scorer:
         return [[names[c] for c in cols] for cols in explainer.top_features(contributions, k)]
 
     def _words(self, rows: np.ndarray, features: Sequence[Sequence[str]]) -> list[list[str]]:
-        matrix, render = self.snapshot.matrix, self._renderer.render_row
-        out: list[list[str]] = []
-        for r, row_features in zip(rows.tolist(), features, strict=True):
-            values = matrix[r].tolist()
-            out.append([render(f, values) for f in row_features])
-        return out
+        matrix, render = self.snapshot.matrix, self._renderer.render_distinct
+        k = self.params.reasons_per_client
+        return [render(f, matrix[r].tolist(), k) for r, f in zip(rows.tolist(), features, strict=True)]
 
     def score(self, rows: np.ndarray | None = None, *, reasons: ReasonsMode = "all") -> ScoredRows:
         """Score ``rows`` of the snapshot (default: every row).

@@ -79,6 +79,7 @@ class Template:
     texts: tuple[str, ...]
     zero: str | None = None
     missing: str = "no data"
+    topic: str | None = None  # features telling the same fact share a topic: one phrase per topic
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ TEMPLATES: dict[str, Template] = {
             "no order for {recency_days|days}",
         ),
         missing="no completed order yet",
+        topic="recency",
     ),
     "tenure_days": Template(("client for {tenure_days|days}",)),
     "days_since_first_order": Template(
@@ -143,7 +145,9 @@ TEMPLATES: dict[str, Template] = {
     "margin_total": Template(("margin of {margin_total|money} in total",), zero="no margin yet"),
     "avg_order_amount": Template(("average order of {avg_order_amount|money}",), missing="no order yet"),
     "gap_mean_days": Template(
-        ("usually orders every {gap_mean_days|days}",), missing="has ordered only once"
+        ("usually orders every {gap_mean_days|days}",),
+        missing="has ordered only once",
+        topic="recency",
     ),
     "gap_std_days": Template(
         ("time between orders varies by about {gap_std_days|days}",), missing="too few orders to see a rhythm"
@@ -151,6 +155,7 @@ TEMPLATES: dict[str, Template] = {
     "overdue_ratio": Template(
         ("time since the last order is {overdue_ratio|x.y} times the usual gap",),
         missing="too few orders to know the usual gap",
+        topic="recency",
     ),
     "orders_trend_90d": Template(
         ("order count trend over the last 90 days: {orders_trend_90d|x.y}",), missing="no recent orders"
@@ -186,6 +191,7 @@ TEMPLATES: dict[str, Template] = {
     "open_complaints": Template(
         ("{open_complaints|plural:open complaint}, worst severity {open_complaint_severity_max|severity}",),
         zero="no open complaint",
+        topic="open_complaint",
     ),
     "open_complaint_severity_max": Template(
         (
@@ -194,9 +200,12 @@ TEMPLATES: dict[str, Template] = {
         ),
         zero="no open complaint",
         missing="no open complaint",
+        topic="open_complaint",
     ),
     "resolved_complaint_share": Template(
-        ("{resolved_complaint_share|pct} of complaints resolved",), missing="never complained"
+        ("{resolved_complaint_share|pct} of complaints resolved",),
+        missing="never complained",
+        topic="open_complaint",
     ),
     "complaint_resolve_days_mean": Template(
         ("complaints took {complaint_resolve_days_mean|days} to resolve on average",),
@@ -210,7 +219,10 @@ TEMPLATES: dict[str, Template] = {
         zero="no complaint about staff in the last 365 days",
     ),
     "last_complaint_resolved": Template(
-        ("last complaint was resolved",), zero="last complaint is still open", missing="never complained"
+        ("last complaint was resolved",),
+        zero="last complaint is still open",
+        missing="never complained",
+        topic="open_complaint",
     ),
     "last_complaint_severity": Template(
         ("last complaint: severity {last_complaint_severity|severity}",), missing="never complained"
@@ -270,6 +282,28 @@ class ReasonRenderer:
             )
             for name, tpl in templates.items()
         }
+        self._topics = {name: tpl.topic or name for name, tpl in templates.items()}
+
+    def render_distinct(self, features: Sequence[str], row: Sequence[float], k: int) -> list[str]:
+        """Up to ``k`` phrases for the candidate ``features`` (strongest first), one per topic.
+
+        A candidate is skipped when an earlier one told the same fact (same topic, or the same
+        phrase), so "1 open complaint" is not followed by "open complaint, severity 1".
+        """
+        out: list[str] = []
+        seen: set[str] = set()
+        for feature in features:
+            topic = self._topics.get(feature, feature)
+            if topic in seen:
+                continue
+            phrase = self.render_row(feature, row)
+            if phrase in out:
+                continue
+            seen.add(topic)
+            out.append(phrase)
+            if len(out) == k:
+                break
+        return out
 
     def render(self, feature: str, value_of: Callable[[str], float]) -> str:
         """The phrase for ``feature`` of one client; ``value_of(name)`` gives its values (NaN = unknown)."""

@@ -127,3 +127,15 @@ def test_path_contributions_sum_to_the_raw_score_and_agree_row_by_row() -> None:
         assert len(cols) == min(3, int((row > 0).sum()))
     # The planted effects lead: feature 0 is the top reason of most rows where it pushes up.
     assert np.mean([cols[0] == 0 for cols in top if cols]) > 0.4
+
+
+def test_one_phrase_per_fact() -> None:
+    row = values(
+        open_complaints=1, open_complaint_severity_max=4, days_since_last_complaint=12, late_payments_365d=3
+    )
+    phrases = ReasonRenderer().render_distinct(
+        ["open_complaints", "open_complaint_severity_max", "late_payments_365d", "complaints_total"],
+        [row[f] for f in FEATURE_COLUMNS],
+        k=2,
+    )
+    assert phrases == ["1 open complaint, worst severity 4 (catastrophe)", "3 late payments this year"]
