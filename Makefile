@@ -34,7 +34,11 @@ java:
 	  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) >/dev/null \
 	  || { echo "could not install Java; Spark tests will be skipped" >&2; true; }; }
 
+# dvc repro up to the evaluation, move the champion alias only if the challenger is not worse, then
+# score with the champions (dvc repro skips everything that is up to date).
 demo: install
+	$(BIN)/dvc repro evaluate
+	$(BIN)/comeback promote --features data/features/features.parquet
 	$(BIN)/dvc repro
 	@$(BIN)/python -m pipeline.demo_summary
 
