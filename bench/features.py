@@ -5,8 +5,9 @@
 
 Each measurement runs in its own subprocess, so its peak memory (ru_maxrss) is its own:
 
-* ours-1     build_feature_table for one cutoff, written to Parquet (DuckDB, 2 threads);
-* ours-12    the same for 12 monthly cutoffs;
+* ours-1     the features stage (`run_features`: build_feature_table, Parquet, summary) for one
+             cutoff (DuckDB, 2 threads, 2GB memory limit);
+* ours-12    the same for 12 monthly cutoffs (built in batches of at most 2M client rows);
 * duckdb-sql a hand-written DuckDB query over the same Parquet files computing the RFM and
              complaint aggregates for the one cutoff (a subset of our columns), written to Parquet;
 * pandas     the same RFM and complaint aggregates with a plain pandas groupby.
@@ -63,9 +64,11 @@ def generate(out: Path, clients: int, seed: int) -> None:
         f"""COPY (SELECT 'o' || CAST(i AS VARCHAR) AS order_id, client_id, ordered_at,
                  round(50 + random() * 450, 2) AS amount,
                  CASE WHEN random() < 0.1 THEN NULL ELSE round(random() * 100 - 10, 2) END AS margin,
-                 CASE WHEN r < 0.85 THEN 'completed' WHEN r < 0.95 THEN 'cancelled' ELSE 'returned' END AS status,
+                 CASE WHEN r < 0.85 THEN 'completed' WHEN r < 0.95 THEN 'cancelled' ELSE 'returned' END
+                   AS status,
                  CASE WHEN d < 0.7 THEN ordered_at + INTERVAL 30 DAY END AS due_at,
-                 CASE WHEN d < 0.63 THEN ordered_at + to_seconds(CAST(floor((10 + random() * 40) * 86400) AS BIGINT))
+                 CASE WHEN d < 0.63
+                      THEN ordered_at + to_seconds(CAST(floor((10 + random() * 40) * 86400) AS BIGINT))
                  END AS paid_at
                FROM (SELECT i, {skewed} AS client_id,
                             {start} + to_seconds(CAST(floor(random() * {span}) AS BIGINT)) AS ordered_at,
@@ -76,11 +79,12 @@ def generate(out: Path, clients: int, seed: int) -> None:
     con.execute(
         f"""COPY (SELECT 'k' || CAST(i AS VARCHAR) AS complaint_id, client_id, created_at,
                  CAST(1 + floor(random() * 5) AS BIGINT) AS severity,
-                 ['product', 'service', 'delivery', 'billing', 'staff', 'other'][CAST(1 + floor(random() * 6) AS INT)]
-                   AS category,
+                 ['product', 'service', 'delivery', 'billing', 'staff', 'other']
+                   [CAST(1 + floor(random() * 6) AS INT)] AS category,
                  random() < 0.3 AS human_factor,
                  CASE WHEN random() < 0.75
-                      THEN created_at + to_seconds(CAST(floor(random() * 30 * 86400) AS BIGINT)) END AS resolved_at
+                      THEN created_at + to_seconds(CAST(floor(random() * 30 * 86400) AS BIGINT))
+                 END AS resolved_at
                FROM (SELECT i, {skewed} AS client_id,
                             {start} + to_seconds(CAST(floor(random() * {span}) AS BIGINT)) AS created_at
                      FROM range({n_complaints}) t(i)))
@@ -103,15 +107,20 @@ def input_rows(clean: Path) -> int:
 
 
 def run_ours(clean: Path, out: Path, cutoffs: list[dt.date]) -> int:
-    from features.build import build_feature_table
+    """The features stage itself (cutoff batches, atomic write, summary), as `comeback features` runs it."""
     from features.config import FeatureParams
-    from features.tables import connect, load_clean_tables
+    from pipeline.build_features import run_features
 
-    con = connect("duckdb", threads=THREADS, memory_limit=MEMORY_LIMIT, temp_directory=out.parent / "spill")
-    params = FeatureParams(cutoffs=cutoffs)
-    expr = build_feature_table(con, load_clean_tables(con, clean), cutoffs, params, export_date=EXPORT)
-    con.to_parquet(expr, out)
-    return int(con.raw_sql(f"SELECT count(*) FROM '{out}'").fetchone()[0])
+    summary = run_features(
+        clean,
+        out,
+        cutoffs,
+        FeatureParams(cutoffs=cutoffs),
+        export_date=EXPORT,
+        threads=THREADS,
+        memory_limit=MEMORY_LIMIT,
+    )
+    return int(summary["rows"])
 
 
 def duckdb_sql(clean: Path, d: dt.date) -> str:
@@ -260,7 +269,7 @@ def child(kind: str, clean: Path, out: Path) -> None:
 
 
 def measure(kind: str, clean: Path, work: Path) -> dict[str, Any]:
-    out = work / f"{kind}.parquet"
+    out = work / (kind if kind.startswith("ours") else f"{kind}.parquet")
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--clean", str(clean), "--out", str(out)],
         check=True,

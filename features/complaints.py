@@ -36,7 +36,8 @@ def complaint_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Val
         "complaints_365d": j.count(where=in_year),
         "complaint_severity_max": j.severity.max(),
         "complaint_severity_mean": j.severity.mean(),
-        "complaint_severity_weighted_365d": j.severity.sum(where=in_year),
+        # summed as double: DuckDB sums BIGINT into HUGEINT, which Parquet stores as DOUBLE
+        "complaint_severity_weighted_365d": j.severity.cast("float64").sum(where=in_year),
         "open_complaints": j.count(where=~resolved),
         "open_complaint_severity_max": j.severity.max(where=~resolved),
         "agg_resolved": j.count(where=resolved),

@@ -45,18 +45,47 @@ def resolve_cutoffs(
     return days
 
 
-def _write_parquet_atomically(con: Any, expr: Any, path: Path, backend: str) -> Path:
-    """Write ``expr`` to a temp file beside ``path``; return the temp path (caller replaces)."""
+def _write_parquet_atomically(con: Any, exprs: list[Any], path: Path, backend: str) -> Path:
+    """Write the batches ``exprs`` in order to a temp file beside ``path``; return the temp path.
+
+    One DuckDB batch is written by DuckDB's parallel COPY; several batches (or PySpark) are
+    streamed through one Arrow Parquet writer, so the file is the concatenation in batch order
+    (Ibis' to_pyarrow_batches does not work with DuckDB 2, hence the part files).
+    """
+    import pyarrow.parquet as pq
+
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    if backend == "duckdb":
-        con.to_parquet(expr, tmp)
-    else:
-        import pyarrow.parquet as pq
-
-        pq.write_table(expr.to_pyarrow(), tmp)
+    if backend == "duckdb" and len(exprs) == 1:
+        con.to_parquet(exprs[0], tmp)
+        return tmp
+    schema = exprs[0].schema().to_pyarrow()
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for expr in exprs:
+            if backend == "duckdb":
+                # DuckDB writes each batch (parallel COPY) to a part file that is then streamed in
+                part = tmp.with_suffix(".part")
+                try:
+                    con.to_parquet(expr, part)
+                    for batch in pq.ParquetFile(part).iter_batches(batch_size=256_000):
+                        writer.write_batch(batch.cast(schema))
+                finally:
+                    part.unlink(missing_ok=True)
+            else:
+                writer.write_table(expr.to_pyarrow().cast(schema))
     return tmp
+
+
+def batch_cutoffs(cutoffs: list[dt.date], n_clients: int, max_rows_per_query: int) -> list[list[dt.date]]:
+    """Split sorted cutoffs into consecutive batches of about ``max_rows_per_query`` client rows.
+
+    All cutoffs of a batch share one scan and one grouped aggregate; the cap keeps the
+    aggregate's state within the memory limit (about 2M (client, cutoff) rows per GB).
+    """
+    per_batch = max(1, max_rows_per_query // max(n_clients, 1))
+    days = sorted(cutoffs)
+    return [days[i : i + per_batch] for i in range(0, len(days), per_batch)]
 
 
 def run_features(
@@ -68,31 +97,54 @@ def run_features(
     export_date: dt.date,
     threads: int = 2,
     memory_limit: str = "2GB",
+    max_rows_per_query: int = 2_000_000,
 ) -> dict[str, Any]:
-    """Build and write the feature table and its summary; return the summary."""
+    """Build and write the feature table and its summary; return the summary.
+
+    Cutoffs are built together in batches of at most ``max_rows_per_query`` (client, cutoff)
+    rows (see ``batch_cutoffs``); the written file holds every batch in cutoff order.
+    """
     from features.tables import connect
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".spill.", dir=out) as spill:
         con = connect(params.backend, threads=threads, memory_limit=memory_limit, temp_directory=Path(spill))
         try:
-            return _build_and_write(con, clean, out, cutoffs, params, export_date=export_date)
+            return _build_and_write(
+                con,
+                clean,
+                out,
+                cutoffs,
+                params,
+                export_date=export_date,
+                max_rows_per_query=max_rows_per_query,
+            )
         finally:
             con.disconnect()
 
 
 def _build_and_write(
-    con: Any, clean: Path, out: Path, cutoffs: list[dt.date], params: FeatureParams, *, export_date: dt.date
+    con: Any,
+    clean: Path,
+    out: Path,
+    cutoffs: list[dt.date],
+    params: FeatureParams,
+    *,
+    export_date: dt.date,
+    max_rows_per_query: int,
 ) -> dict[str, Any]:
     from features.build import build_feature_table, summarize_feature_table
     from features.contract import check_feature_table
     from features.tables import load_clean_tables
 
     tables = load_clean_tables(con, clean)
-    expr = build_feature_table(con, tables, cutoffs, params, export_date=export_date)
-    check_feature_table(expr.columns, source=str(out / "features.parquet"))
+    n_clients = int(tables.clients.count().to_pyarrow().as_py())
+    batches = batch_cutoffs(cutoffs, n_clients, max_rows_per_query)
+    exprs = [build_feature_table(con, tables, b, params, export_date=export_date) for b in batches]
     target = out / "features.parquet"
-    tmp = _write_parquet_atomically(con, expr, target, params.backend)
+    check_feature_table(exprs[0].columns, source=str(target))
+    log.info("building %d cutoffs for %d clients in %d batch(es)", len(cutoffs), n_clients, len(batches))
+    tmp = _write_parquet_atomically(con, exprs, target, params.backend)
     try:
         summary = summarize_feature_table(con.read_parquet(tmp))
         summary.update(

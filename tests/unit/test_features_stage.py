@@ -62,7 +62,13 @@ def test_stage_writes_table_and_summary(tmp_path: Path) -> None:
     out = tmp_path / "features"
     summary = run_features(clean, out, cutoffs, FeatureParams(cutoffs=cutoffs), export_date=EXPORT)
 
-    table = pq.read_table(out / "features.parquet").to_pandas()
+    arrow = pq.read_table(out / "features.parquet")
+    types = {f.name: str(f.type) for f in arrow.schema}
+    assert types["cutoff_at"] == "timestamp[us, tz=UTC]" and types["state"] in ("string", "large_string")
+    assert {types[c] for c in FEATURE_COLUMNS} == {"int64", "int8", "double"}
+    assert types["complaint_severity_weighted_365d"] == "int64" and types["is_new"] == "int8"
+    assert types["churn_label"] == types["winback_label"] == "int8"
+    table = arrow.to_pandas()
     assert list(table.columns) == [*FEATURE_KEYS, *FEATURE_INFO_COLUMNS, *FEATURE_COLUMNS, *LABEL_COLUMNS]
     assert not table.duplicated(["client_id", "cutoff_at"]).any()
     keys = list(zip(table.cutoff_at, table.client_id, strict=True))
@@ -112,3 +118,26 @@ def test_missing_table_is_named(tmp_path: Path) -> None:
             FeatureParams(cutoffs=[dt.date(2024, 1, 1)]),
             export_date=EXPORT,
         )
+
+
+def test_batches_of_cutoffs_give_the_same_table(tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    write_clean(random_frames(60, seed=8), clean)
+    cutoffs = [dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 6, 1)]
+    params = FeatureParams(cutoffs=cutoffs)
+    run_features(clean, tmp_path / "one", cutoffs, params, export_date=EXPORT)
+    run_features(clean, tmp_path / "three", cutoffs, params, export_date=EXPORT, max_rows_per_query=60)
+    one = pq.read_table(tmp_path / "one" / "features.parquet").to_pandas()
+    three = pq.read_table(tmp_path / "three" / "features.parquet").to_pandas()
+    assert one.cutoff_at.nunique() == 3
+    pd.testing.assert_frame_equal(one, three)
+
+
+def test_batch_cutoffs_splits_by_client_rows() -> None:
+    from pipeline.build_features import batch_cutoffs
+
+    days = [dt.date(2024, m, 1) for m in range(1, 8)]
+    assert batch_cutoffs(days, 1_000_000, 2_000_000) == [days[0:2], days[2:4], days[4:6], days[6:7]]
+    assert batch_cutoffs(days, 10, 2_000_000) == [days]
+    assert batch_cutoffs(days, 5_000_000, 2_000_000) == [[d] for d in days]
