@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 MINUTES_PER_DAY = 1440
 BLOCK_CLIENTS = 100_000  # clients per seeded block; part of the output's definition, never tuned
 _NEVER = -(10**9)  # a day long before any history
+OBS_TERMS = 10  # power-series terms of the observable oracle; |x| <= 0.5 so the error is < 3e-10
 
 SEGMENTS = ("retail", "wholesale", "online")
 WINBACK_OFFERS = ("we_miss_you_10", "comeback_20", "vip_call_30")
@@ -382,6 +383,18 @@ class BlockSimulation:
         self.buckets: dict[str, dict[int, list[Events]]] = {k: {} for k in EVENT_KINDS}
         self.rec: dict[str, list[Events]] = {"orders": [], "complaints": [], "contacts": [], "spells": []}
         self.day = 0
+        # the observable oracle: the complaint state along the "alive, no order since the last
+        # order" path (real state plus ghost complaints that did not arise because the client was
+        # dormant), its hazard and loss penalty, and the running posterior sums (see truth_at)
+        self.shadow = ComplaintState.empty(n)
+        self.shz = latent.h0.copy()  # alive-path h0 * exp(complaint term)
+        self.spen = np.zeros(n)  # alive-path loss penalty
+        self.ghost: dict[str, dict[int, list[Events]]] = {"resolve": {}, "expire": {}}
+        self.obs_s = np.ones(n)  # P(alive and no order on days L+1 .. t-1 | alive at the end of day L)
+        # posterior moments (see _track_observable): obs_cur for the dormancy days after the last
+        # win-back contact day passed so far, obs_done[j] for those before contact day j
+        self.obs_cur = np.zeros((OBS_TERMS, n))
+        self.obs_done = np.zeros((len(eff.winback_offsets_days), OBS_TERMS, n))
 
     # -- one day ---------------------------------------------------------------------------------
 
@@ -396,6 +409,7 @@ class BlockSimulation:
         nbp = int(np.searchsorted(cd, t, "left"))  # clients created before day t
         nb = int(np.searchsorted(cd, t, "right"))
         self._scheduled_events(t)
+        self._track_observable(t, nbp)
         buyers = np.zeros(0, np.int64)
         if nbp:
             # u < 1 - exp(-x)  <=>  E < x with E = -log(1 - u) ~ Exp(1): compare hazards, no exp needed.
@@ -476,17 +490,52 @@ class BlockSimulation:
                 self._schedule_resolution(self.buckets, c)
                 self.rec["complaints"].append(c)
                 touched.append(c["idx"])
+            # on the alive path the complaints of dormant clients arise too (ghosts, shadow only)
+            self.shadow.open(ev["idx"], ev["sev"], ev["hf"])
+            g = {k: v[~ok] for k, v in ev.items()}
+            g["lday"] = self.last_order_day[g["idx"]]
+            res = g["rday"] >= 0
+            gr = {k: g[k][res] for k in ("idx", "sev", "hf", "lday")}
+            _push(self.ghost["resolve"], g["rday"][res], gr)
+            _push(
+                self.ghost["expire"],
+                g["rday"][res] + eff.resolved_effect_days,
+                {"idx": gr["idx"], "lday": gr["lday"]},
+            )
+            shadow_touched = [ev["idx"]]
+        else:
+            shadow_touched = []
         ev = _pop(self.buckets["resolve"], t)
         if ev is not None:
             self.comp.resolve(ev["idx"], ev["sev"], ev["hf"])
+            self.shadow.resolve(ev["idx"], ev["sev"], ev["hf"])
             touched.append(ev["idx"])
         ev = _pop(self.buckets["expire"], t)
         if ev is not None:
             self.comp.expire(ev["idx"])
+            self.shadow.expire(ev["idx"])
             touched.append(ev["idx"])
         if touched:
             i = np.unique(np.concatenate(touched))
             self.hz[i] = self.lat.h0[i] * np.exp(self.comp.log_effect(i, self.times_returned[i] > 0, eff))
+        # ghost resolutions count only while the order that scheduled their complaint is the last one
+        for kind in ("resolve", "expire"):
+            ev = _pop(self.ghost[kind], t)
+            if ev is None:
+                continue
+            ok = self.last_order_day[ev["idx"]] == ev["lday"]
+            i = ev["idx"][ok]
+            if kind == "resolve":
+                self.shadow.resolve(i, ev["sev"][ok], ev["hf"][ok])
+            else:
+                self.shadow.expire(i)
+            shadow_touched.append(i)
+        shadow_touched.extend(touched)
+        if shadow_touched:
+            i = np.unique(np.concatenate(shadow_touched))
+            returned = self.times_returned[i] > 0
+            self.shz[i] = self.lat.h0[i] * np.exp(self.shadow.log_effect(i, returned, eff))
+            self.spen[i] = self.shadow.loss_penalty(i, eff)
 
     def _schedule_resolution(self, buckets: dict[str, dict[int, list[Events]]], c: Events) -> None:
         res = c["rday"] >= 0
@@ -529,6 +578,7 @@ class BlockSimulation:
         eff, rng = self.eff, self.rng
         self.last_order_day[i] = t
         self.last_order_minute[i] = t * MINUTES_PER_DAY + minute
+        self._reset_observable(i)
         self.rec["orders"].append(
             {"idx": i, "minute": t * MINUTES_PER_DAY + minute, "status": np.zeros(k, np.int8)}
         )
@@ -572,6 +622,55 @@ class BlockSimulation:
             xmin = xday * MINUTES_PER_DAY + rng.integers(0, MINUTES_PER_DAY, x.size)
             self.rec["orders"].append({"idx": x, "minute": xmin, "status": status})
 
+    def _reset_observable(self, i: np.ndarray) -> None:
+        """Clients ``i`` placed a completed order today: the alive path restarts from their real state."""
+        self.obs_s[i] = 1.0
+        self.obs_cur[:, i] = 0.0
+        self.obs_done[:, :, i] = 0.0
+        sh, co = self.shadow, self.comp
+        sh.open_by_severity[:, i] = co.open_by_severity[:, i]
+        sh.open_human[i] = co.open_human[i]
+        sh.resolved_active[i] = co.resolved_active[i]
+        sh.last_severity[i] = co.last_severity[i]
+        sh.last_human[i] = co.last_human[i]
+        self.shz[i] = self.hz[i]
+        self.spen[i] = co.loss_penalty(i, self.eff)
+
+    def _track_observable(self, t: int, nbp: int) -> None:
+        """Add day t to the posterior sums of the clients created before day t (see :meth:`truth_at`).
+
+        Along the alive, no-order path since the last order L, a dormancy starting on day t has the
+        weight ``w = S_{t-1} * (1 - exp(-H_t))`` and then no return through day E with probability
+        ``exp(-c_t q/(1-q)) * exp(g_t * Z_m(E))``, ``g_t = c_t q**-t``, where only ``Z_m(E)`` depends on
+        E and on which of the win-back contacts are still ahead (m of them passed). The moments
+        ``sum_t w exp(-c_t q/(1-q)) g_t**k / k!`` per m are therefore enough for any later cutoff.
+        A dormancy starting on a contact day itself has that contact behind it (the client was alive
+        at the start of the day, so the contact was not sent).
+        """
+        if not nbp:
+            return
+        eff, q = self.eff, self.q
+        cd = self.lat.created_day
+        haz = self.shz[:nbp].copy()
+        i0 = int(np.searchsorted(cd, t - eff.onboarding_days, "left"))
+        haz[i0:nbp] *= self.onb_mult
+        relapse = np.where(self.times_returned[:nbp] >= 1, eff.relapse_factor, 1.0)
+        c = eff.return_r0 * relapse * np.exp(-self.spen[:nbp])
+        s = self.obs_s[:nbp]
+        term = s * -np.expm1(-haz) * np.exp(-c * q / (1 - q))
+        g = c * q ** (-t)
+        since = t - self.last_order_day[:nbp]
+        for j, off in enumerate(eff.winback_offsets_days):
+            i = np.flatnonzero(since == off)  # contact day j reached: close the moments before it
+            if i.size:
+                self.obs_done[j][:, i] = self.obs_cur[:, i]
+                self.obs_cur[:, i] = 0.0
+        cur = self.obs_cur[:, :nbp]
+        for k in range(OBS_TERMS):
+            cur[k] += term
+            term *= g / (k + 1)
+        s *= np.exp(-haz - self.lat.order_rate[:nbp])
+
     def schedule_prevention(self) -> None:
         """Prevention contacts: a Poisson schedule per client, sent only on days the client is alive."""
         n = self.lat.created_day.size
@@ -612,30 +711,79 @@ class BlockSimulation:
             sum_r = self.rbq[dm] * (total + (eff.contact_boost - 1) * (boost + future.sum(axis=0)))
             p[dm] = np.exp(-sum_r)
 
-        # alive: forward recursion along the no-order path
-        al = np.flatnonzero(alive)
-        if al.size:
-            p[al] = self._alive_no_order(al, d, end)
+        # alive: forward recursion along the no-order path. The observable oracle needs the same
+        # recursion on the alive path of the dormant clients whose alive weight is not negligible;
+        # for a client alive at d the alive path is its real path, so one pass serves both.
+        s, dormant_before, dormant_window = self._observable_sums(nb, d, end)
+        weight = s + dormant_before
+        need = np.flatnonzero(alive | (s > 1e-9 * weight))
+        forward = np.zeros(nb)  # where the alive weight is below 1e-9 its forward value does not matter
+        if need.size:
+            forward[need] = self._alive_no_order(need, d, end)
+        p[alive] = forward[alive]
+        p_observable = np.clip((s * forward + dormant_window) / weight, 0.0, 1.0)
         return {
             "idx": np.arange(nb),
             "p_no_order": p,
+            "p_no_order_observable": p_observable,
             "alive": alive.copy(),
             "last_order_minute": self.last_order_minute[:nb].copy(),
         }
 
+    def _observable_sums(self, nb: int, d: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pieces of P(no completed order in days d .. end | latent parameters, scheduled draws,
+        order history) for the clients created before d.
+
+        The hidden state since the last completed order L is integrated out: the client is either
+        still alive at d (weight ``S_{d-1}``, returned first; then the alive forward recursion) or
+        went dormant on a day u in (L, d). Returned second: the total weight of the dormancies that
+        saw no return through day d-1; third: of those that see no return through day ``end``
+        either (the moments of :meth:`_track_observable` evaluated at E = d-1 and E = end).
+        """
+        eff, q = self.eff, self.q
+        s = self.obs_s[:nb]
+        cj = self.last_order_day[:nb][None, :] + np.asarray(eff.winback_offsets_days)[:, None]
+        coins = self.coins[:, :nb]
+        passed = (cj <= d - 1).sum(axis=0)
+        n_sets = cj.shape[0] + 1
+        zeros = np.zeros((OBS_TERMS, nb))
+        mom = [np.where(m < passed, self.obs_done[m][:, :nb], zeros) for m in range(n_sets - 1)] + [zeros]
+        mom = [np.where(m == passed, self.obs_cur[:, :nb], mm) for m, mm in enumerate(mom)]
+
+        def dormant_mass(e: int) -> np.ndarray:
+            span = _geom(q, cj, np.minimum(cj + eff.contact_boost_days - 1, e)) * coins  # (3, nb)
+            ahead = np.cumsum(span[::-1], axis=0)[::-1]  # contacts j >= m
+            z = q ** (e + 1) / (1 - q) - (eff.contact_boost - 1) * np.vstack((ahead, np.zeros((1, nb))))
+            total = np.zeros(nb)
+            for m in range(n_sets):
+                acc = np.zeros(nb)
+                for k in range(OBS_TERMS - 1, -1, -1):  # Horner: sum_k mom[k] z**k
+                    acc = acc * z[m] + mom[m][k]
+                total += acc
+            return total
+
+        return s.copy(), dormant_mass(d - 1), dormant_mass(end)
+
     def _alive_no_order(self, al: np.ndarray, d: int, end: int) -> np.ndarray:
+        """P(no order in d .. end) for clients ``al`` had they stayed alive since their last order.
+
+        The alive-path state (complaints incl. ghosts, hazard) is the real state of a client alive
+        at d; for a dormant one it is the state it would have had, had it not gone dormant.
+        """
         eff, q = self.eff, self.q
         n = al.size
         pos = np.full(self.lat.created_day.size, -1, np.int64)
         pos[al] = np.arange(n)
-        comp = self.comp.take(al)
+        comp = self.shadow.take(al)
         returned = self.times_returned[al] > 0
         h0 = self.lat.h0[al]
-        hz = self.hz[al].copy()
+        hz = self.shz[al].copy()
         pen = comp.loss_penalty(np.arange(n), eff)
         cd = self.lat.created_day[al]
         no_order = self.no_order[al]
-        relapse = np.where(self.times_lost[al] >= 1, eff.relapse_factor, 1.0)
+        # on the alive path times_lost equals times_returned (every earlier loss ended in a return,
+        # which is an order); the real times_lost also counts a hidden dormancy since the last order
+        relapse = np.where(self.times_returned[al] >= 1, eff.relapse_factor, 1.0)
         # win-back contacts scheduled by the last order, as seen from a dormancy starting before them
         cj = self.last_order_day[al][None, :] + np.asarray(eff.winback_offsets_days)[:, None]
         valid = self.coins[:, al] & (cj >= d) & (cj <= end)
@@ -659,6 +807,11 @@ class BlockSimulation:
             for kind in ("resolve", "expire"):
                 found = _peek(self.buckets[kind], t)
                 parts = [_localise(found, pos)] if found is not None else []
+                ghost = _peek(self.ghost[kind], t)
+                if ghost is not None:
+                    ghost = _localise(ghost, pos)
+                    ok = self.last_order_day[al][ghost["idx"]] == ghost["lday"]
+                    parts.append({k: v[ok] for k, v in ghost.items()})
                 mine = _pop(local[kind], t)  # scheduled in this window: already local indices
                 if mine is not None:
                     parts.append(mine)
@@ -708,12 +861,20 @@ class BlockSimulation:
             "rb_eff",
             "first_dormant_day",
             "onboarding_dropped",
+            "shz",
+            "spen",
+            "obs_s",
         ):
             setattr(sim, name, getattr(self, name)[take].copy())
         sim.coins = self.coins[:, take].copy()
         sim.comp = self.comp.take(take)
+        sim.shadow = self.shadow.take(take)
+        sim.obs_cur = self.obs_cur[:, take].copy()
+        sim.obs_done = self.obs_done[:, :, take].copy()
         sim.day = self.day
-        for kind, buckets in self.buckets.items():
+        pairs = [(sim.buckets[k], b) for k, b in self.buckets.items()]
+        pairs += [(sim.ghost[k], b) for k, b in self.ghost.items()]
+        for target, buckets in pairs:
             for day, parts in buckets.items():
                 for ev in parts:
                     e = _localise(ev, pos)
@@ -722,7 +883,7 @@ class BlockSimulation:
                         tiled["idx"] = np.repeat(e["idx"] * reps, reps) + np.tile(
                             np.arange(reps), e["idx"].size
                         )
-                        sim.buckets[kind].setdefault(day, []).append(tiled)
+                        target.setdefault(day, []).append(tiled)
         return sim
 
     def completed_orders(self, since_minute: int) -> np.ndarray:
@@ -998,6 +1159,7 @@ def _truth_table(
         recency = (d * MINUTES_PER_DAY - r["last_order_minute"]) / MINUTES_PER_DAY
         active = recency < truth.active_days
         p = r["p_no_order"]
+        p_obs = r["p_no_order_observable"]
         parts.append(
             pa.table(
                 {
@@ -1009,6 +1171,8 @@ def _truth_table(
                     "winback_probability": pa.array(1.0 - p, mask=active),
                     "label_complete": pa.array(np.full(idx.size, d + truth.horizon_days <= params.n_days)),
                     "latent_alive": pa.array(r["alive"]),
+                    "churn_probability_observable": pa.array(p_obs, mask=~active),
+                    "winback_probability_observable": pa.array(1.0 - p_obs, mask=active),
                 }
             )
         )
@@ -1027,6 +1191,8 @@ TRUTH_SCHEMA = pa.schema(
         ("winback_probability", pa.float64()),
         ("label_complete", pa.bool_()),
         ("latent_alive", pa.bool_()),
+        ("churn_probability_observable", pa.float64()),
+        ("winback_probability_observable", pa.float64()),
     ]
 )
 
