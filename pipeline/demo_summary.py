@@ -7,6 +7,7 @@ what the stages wrote; a missing file is reported as missing, never an error.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ def _first_client(scores: Path, name: str) -> str | None:
     path = scores / name
     if not path.is_file():
         return None
-    with path.open(encoding="utf-8") as fh:
-        fh.readline()
-        line = fh.readline()
-    return line.split(",", 1)[0] or None if line else None
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        row = next(reader, None)
+    return row[0] or None if row else None
 
 
 def render(console: Console, root: Path = Path()) -> None:
@@ -85,11 +87,13 @@ def render(console: Console, root: Path = Path()) -> None:
         f'-d \'{{"client_ids": ["{client}"]}}\' http://127.0.0.1:8000/v1/scores\n'
         "open http://127.0.0.1:8000/docs for the OpenAPI document",
         highlight=False,
+        soft_wrap=True,  # commands must stay copy-pasteable, never folded at the terminal width
     )
     console.rule("[bold]experiments")
     console.print(
         ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   # then open http://127.0.0.1:5000",
         highlight=False,
+        soft_wrap=True,
     )
 
 
