@@ -21,6 +21,33 @@ of the day. That makes the ground truth exact: :meth:`BlockSimulation.truth_at` 
 probability of no completed order in ``[D, D + horizon_days)`` by a forward recursion over the
 window with the closed-form no-return survival of a dormancy that starts on each day of it.
 
+truth.parquet carries two oracles per (client, cutoff D):
+
+- ``churn_probability`` / ``winback_probability`` (clairvoyant): conditioned on the client's FULL
+  latent state at D, including whether it is secretly DORMANT already and since when. No model of
+  the CRM history can reach it (on the default sample ~16% of observably active clients are
+  already dormant, and nothing in the data says which).
+- ``churn_probability_observable`` / ``winback_probability_observable`` (the fair bound):
+  conditioned on the latent PARAMETERS (order rate, base hazard, value, ...), the latent state at
+  the last completed order L (complaint counts, earlier losses and returns), the generator's
+  scheduled draws (complaints drawn at orders, win-back contact coins) and the completed-order
+  history up to D; the alive/dormant path since L is integrated out. Along "no completed order
+  since L" every hazard is a known function of the day, so with ``S_t`` the probability of staying
+  alive without ordering through day t and ``w_u = S_{u-1} (1 - exp(-H_u))`` the probability of
+  going dormant on day u,
+  ``P(no order in [D, D+h) | history)``
+  ``= (S_{D-1} A_D + sum_u w_u N_u(D+h-1)) / (S_{D-1} + sum_u w_u N_u(D-1))``
+  where ``N_u(E)`` is the no-return survival from u through day E (win-back contacts included when
+  they fall after u) and ``A_D`` the alive forward recursion on the alive-path state. The sums over
+  u in (L, D) are accumulated during the simulation as power-series moments in ``c_u q**-u``
+  (:meth:`BlockSimulation._track_observable`), exact to ~1e-9 with no look-back cap. Complaints
+  that would arise on the alive path count in its hazards whether or not they really arose (they
+  do not arise while the client is dormant: conditioning on that would leak the hidden state);
+  the same holds for win-back contacts. So this oracle does not use two things a model can see
+  (a complaint or a win-back contact after L proves the client alive, respectively dormant, on
+  that day); it is the best ranking from the order history given the parameters, not a strict
+  upper bound for every feature set.
+
 Clients are simulated in fixed blocks of :data:`BLOCK_CLIENTS`, each from its own child of
 ``numpy.random.SeedSequence(seed)``; so the output of a block never depends on how many blocks
 are processed together, and memory stays bounded for any number of clients.
@@ -689,7 +716,10 @@ class BlockSimulation:
     def truth_at(self, d: int, horizon: int) -> dict[str, np.ndarray]:
         """Exact P(no completed order in days d .. d+horizon-1) for clients created before day d.
 
-        Must be called at the start of day d (after days < d were simulated, before day d).
+        ``p_no_order`` is the clairvoyant oracle (given the full latent state at d),
+        ``p_no_order_observable`` the observable one (the hidden state since the last completed
+        order integrated out; see the module docstring). Must be called at the start of day d
+        (after days < d were simulated, before day d).
         """
         eff, q = self.eff, self.q
         cd = self.lat.created_day
