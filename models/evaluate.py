@@ -5,6 +5,16 @@ fully observed label window), which the model never saw: not for fitting, early 
 calibration. Baselines are fitted on the same training rows as the model. Intervals are percentile
 bootstraps over test rows (``evaluate.bootstrap`` resamples); model-minus-baseline differences use
 paired resamples, so their interval is about the difference itself.
+
+With the synthetic generator's ground truth two oracles are scored (see pipeline/synthetic.py):
+
+- ``oracle``: the observable oracle (``*_probability_observable``), the true probability given
+  the client's latent parameters and its order history, with the hidden alive/dormant state since
+  the last order integrated out: the fair "best possible ranking from history" bound, the one the
+  targets (ROC-AUC within 0.02 / 0.03) are measured against;
+- ``oracle_clairvoyant``: the true probability given the full latent state at the cutoff
+  (``*_probability``), including whether the client is already secretly dormant; no model of the
+  CRM history can reach it, it shows how much is unknowable.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ log = logging.getLogger(__name__)
 #: Metric names that go to metrics.json (the rest of a forecast's numbers go to details.json).
 HEADLINE = ("roc_auc", "pr_auc", "brier", "ece", "lift_10", "capture_10")
 PROBABILITY_OF: dict[ModelKind, str] = {"churn": "churn_probability", "winback": "winback_probability"}
+#: forecast name -> suffix of the ground-truth column (``churn_probability`` + suffix)
+ORACLES: dict[str, str] = {"oracle": "_observable", "oracle_clairvoyant": ""}
 SEGMENTS: dict[ModelKind, dict[str, tuple[str, ...]]] = {
     "churn": {"new": ("new",), "established": ("active",)},
     "winback": {"lapsed_90": ("lapsed_90",), "lapsed_180": ("lapsed_180",), "lapsed_360": ("lapsed_360",)},
@@ -65,7 +77,8 @@ def evaluate_kind(
     """Score ``model`` and the baselines on the test cutoff of ``features`` (see module docstring).
 
     ``truth`` is the generator's ground truth (client_id, cutoff_at, churn_probability,
-    winback_probability); when given, the oracle is scored on the test rows it covers.
+    winback_probability, and their ``*_observable`` versions); when given, both oracles (see the
+    module docstring) are scored on the test rows they cover.
     """
     kind = model.kind
     frames = split_frames(features, kind, horizon_days, split_mode)
@@ -112,8 +125,10 @@ def evaluate_frames(
     details["segments"] = _segments(kind, test, y, forecasts, params)
 
     if truth is not None:
-        oracle = _oracle(kind, test, truth)
-        if oracle is not None:
+        for name, suffix in ORACLES.items():
+            oracle = _oracle(kind, test, truth, PROBABILITY_OF[kind] + suffix)
+            if oracle is None:
+                continue
             mask, p_oracle = oracle
             y_o = y[mask]
             idx_o = bootstrap_indices(len(y_o), params.bootstrap, params.seed)
@@ -122,13 +137,14 @@ def evaluate_frames(
                 y_o, p_oracle, roc_auc, idx_o
             )
             full["coverage"] = float(mask.mean())
-            details["forecasts"]["oracle"] = full
-            metrics["oracle"] = {k: full[k] for k in HEADLINE}
-            details["model_minus_oracle"] = paired_differences(
+            details["forecasts"][name] = full
+            metrics[name] = {k: full[k] for k in HEADLINE}
+            # paired on the same resamples: the interval is about the gap itself
+            details[f"model_minus_{name}"] = paired_differences(
                 y_o, forecasts["model"][mask], p_oracle, paired, idx_o
             )
-            forecasts["oracle"] = np.full(len(y), np.nan)
-            forecasts["oracle"][mask] = p_oracle
+            forecasts[name] = np.full(len(y), np.nan)
+            forecasts[name][mask] = p_oracle
     curves = _curves(y, forecasts, params.ece_bins)
     if importance is not None:
         curves["importance"] = importance.loc[:, ["feature", "gain"]].head(20).reset_index(drop=True)
@@ -141,7 +157,7 @@ def evaluate_frames(
         details["forecasts"]["model"]["roc_auc_ci_high"],
         metrics["recency"]["roc_auc"],
         metrics["logistic_rfm"]["roc_auc"],
-        f", oracle {metrics['oracle']['roc_auc']:.4f}" if "oracle" in metrics else "",
+        "".join(f", {name} {metrics[name]['roc_auc']:.4f}" for name in ORACLES if name in metrics),
     )
     return KindEvaluation(kind=kind, metrics=metrics, details=details, curves=curves)
 
@@ -166,11 +182,15 @@ def _segments(
     return out
 
 
-def _oracle(kind: ModelKind, test: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mask of test rows with a true probability, those probabilities) or None without coverage."""
-    column = PROBABILITY_OF[kind]
+def _oracle(
+    kind: ModelKind, test: pd.DataFrame, truth: pd.DataFrame, column: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mask of test rows with a true probability in ``column``, those probabilities) or None
+    without that column or without coverage."""
     if column not in truth.columns:
-        log.warning("ground truth has no %s column: no oracle for %s", column, kind)
+        log.warning(
+            "ground truth has no %s column (older generator?): no oracle from it for %s", column, kind
+        )
         return None
     t = truth.loc[truth[column].notna(), ["client_id", "cutoff_at", column]].copy()
     t["cutoff_at"] = pd.to_datetime(t["cutoff_at"], utc=True)

@@ -29,6 +29,15 @@ LIMITS: dict[ModelKind, list[str]] = {
     ],
 }
 
+#: the two oracles of synthetic data (models/evaluate.py), as the card explains them
+ORACLE_NOTES: dict[str, str] = {
+    "oracle": "observable oracle: the generator's true probability given the client's latent "
+    "parameters and order history, hidden alive/dormant state integrated out; the fair bound the "
+    "targets are measured against",
+    "oracle_clairvoyant": "clairvoyant oracle: true probability given the full latent state, incl. "
+    "whether the client is already secretly dormant; unreachable from CRM data",
+}
+
 
 def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
@@ -102,12 +111,14 @@ def render_model_card(
             f"{d['roc_auc_diff_ci_high']:+.4f}], Brier {d['brier_diff']:+.4f} "
             f"[{d['brier_diff_ci_low']:+.4f}, {d['brier_diff_ci_high']:+.4f}]"
         )
-    if "model_minus_oracle" in details:
-        d = details["model_minus_oracle"]
-        lines.append(
-            f"- vs oracle (true probabilities of the synthetic data): ROC-AUC {d['roc_auc_diff']:+.4f} "
-            f"[{d['roc_auc_diff_ci_low']:+.4f}, {d['roc_auc_diff_ci_high']:+.4f}]"
-        )
+    for name, what in ORACLE_NOTES.items():
+        if f"model_minus_{name}" in details:
+            d = details[f"model_minus_{name}"]
+            lines.append(
+                f"- vs {name} ({what}): ROC-AUC {d['roc_auc_diff']:+.4f} "
+                f"[{d['roc_auc_diff_ci_low']:+.4f}, {d['roc_auc_diff_ci_high']:+.4f}], Brier "
+                f"{d['brier_diff']:+.4f} [{d['brier_diff_ci_low']:+.4f}, {d['brier_diff_ci_high']:+.4f}]"
+            )
     lines += ["", "## Segments (model ROC-AUC / base rate / rows)", ""]
     for segment, per in details.get("segments", {}).items():
         m = per.get("model") if isinstance(per, dict) else None

@@ -100,5 +100,8 @@ def fabricate_features(
             "label_complete": complete,
         }
     )
+    # here the features show everything that drives the event: the observable oracle is the clairvoyant one
+    truth["churn_probability_observable"] = truth["churn_probability"]
+    truth["winback_probability_observable"] = truth["winback_probability"]
     truth = truth.loc[truth["state"] != "other"].reset_index(drop=True)
     return frame, truth

@@ -29,7 +29,7 @@ def test_evaluation_scores_model_baselines_and_oracle(
         truth=truth,
         importance=churn_model.importance,
     )
-    assert set(result.metrics) == {"model", "recency", "logistic_rfm", "oracle"}
+    assert set(result.metrics) == {"model", "recency", "logistic_rfm", "oracle", "oracle_clairvoyant"}
     for forecast in result.metrics.values():
         assert set(forecast) == set(HEADLINE)
     model = result.details["forecasts"]["model"]
@@ -38,6 +38,14 @@ def test_evaluation_scores_model_baselines_and_oracle(
     # the test-cutoff numbers recorded at training time are the ones evaluation finds
     assert model["roc_auc"] == pytest.approx(churn_model.metrics["test"]["roc_auc"])
     assert result.details["forecasts"]["oracle"]["coverage"] == pytest.approx(1.0)
+    # fabricated truth: both oracles are the same probabilities, so their scores and gaps agree
+    assert result.metrics["oracle"] == result.metrics["oracle_clairvoyant"]
+    gap = result.details["model_minus_oracle"]
+    assert gap == result.details["model_minus_oracle_clairvoyant"]
+    assert gap["roc_auc_diff_ci_low"] <= gap["roc_auc_diff"] <= gap["roc_auc_diff_ci_high"]
+    assert gap["roc_auc_diff"] == pytest.approx(
+        result.metrics["model"]["roc_auc"] - result.metrics["oracle"]["roc_auc"]
+    )
     # planted effects: the model must beat recency alone, with a paired interval above zero
     vs_recency = result.details["model_minus_baseline"]["recency"]
     assert vs_recency["roc_auc_diff_ci_low"] > 0
@@ -47,6 +55,7 @@ def test_evaluation_scores_model_baselines_and_oracle(
     names = {p.name for p in files}
     for plot in ("roc", "precision_recall", "calibration", "gains"):
         assert f"{plot}_model.csv" in names and f"{plot}_oracle.csv" in names and f"{plot}.png" in names
+        assert f"{plot}_oracle_clairvoyant.csv" in names
     roc = pd.read_csv(tmp_path / "plots" / "churn" / "roc_model.csv")
     assert list(roc.columns) == ["fpr", "tpr"] and roc["fpr"].is_monotonic_increasing
     json.dumps(result.details)  # details.json must be serialisable as is
@@ -61,6 +70,22 @@ def test_evaluation_scores_model_baselines_and_oracle(
         calibration="platt",
     )
     assert str(churn_model.split.test_cutoff) in card and "logistic_rfm" in card
+    assert "- vs oracle (observable oracle" in card and "- vs oracle_clairvoyant (clairvoyant" in card
+
+
+def test_truth_without_observable_columns_scores_only_the_clairvoyant_oracle(
+    churn_model: TrainedModel, fabricated: tuple[pd.DataFrame, pd.DataFrame], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truth file of an older generator: the fair oracle is missing and said so, never substituted."""
+    features, truth = fabricated
+    old = truth.drop(columns=["churn_probability_observable", "winback_probability_observable"])
+    with caplog.at_level("WARNING", logger="models.evaluate"):
+        result = evaluate_kind(
+            features, churn_model.model, EvaluateParams(bootstrap=20), horizon_days=HORIZON_DAYS, truth=old
+        )
+    assert set(result.metrics) == {"model", "recency", "logistic_rfm", "oracle_clairvoyant"}
+    assert "model_minus_oracle" not in result.details
+    assert "churn_probability_observable" in caplog.text
 
 
 def test_tracking_uri_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
