@@ -287,27 +287,35 @@ def test_truth_rows_and_oracle_agree_with_realised_labels(
         assert g["client_id"].is_unique and len(g) == int((created < d).sum())
 
     done = tables["orders"][tables["orders"]["status"] == "completed"]
-    rows = []
-    for d, g in truth[truth["label_complete"]].groupby("cutoff_at"):
-        window = done[(done["ordered_at"] >= d) & (done["ordered_at"] < d + horizon)]
-        p = g["churn_probability"].fillna(1 - g["winback_probability"])
-        rows.append(
-            pd.DataFrame(
-                {
-                    "p": p.to_numpy(),
-                    "y": ~g["client_id"].isin(window["client_id"]).to_numpy(),
-                    "state": g["state"].to_numpy(),
-                }
+    aucs: dict[tuple[str, str], float] = {}
+    for oracle, suffix in (("clairvoyant", ""), ("observable", "_observable")):
+        rows = []
+        for d, g in truth[truth["label_complete"]].groupby("cutoff_at"):
+            window = done[(done["ordered_at"] >= d) & (done["ordered_at"] < d + horizon)]
+            p = g[f"churn_probability{suffix}"].fillna(1 - g[f"winback_probability{suffix}"])
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "p": p.to_numpy(),
+                        "y": ~g["client_id"].isin(window["client_id"]).to_numpy(),
+                        "state": g["state"].to_numpy(),
+                        "recency": g["recency_days"].to_numpy(),
+                    }
+                )
             )
-        )
-        z = (rows[-1]["y"].sum() - p.sum()) / np.sqrt((p * (1 - p)).sum())
-        assert abs(z) < 4.5, (d, z)
-    a = pd.concat(rows, ignore_index=True)
-    a["bin"] = pd.qcut(a["p"], 10, labels=False, duplicates="drop")
-    cal = a.groupby("bin").agg(p=("p", "mean"), y=("y", "mean"), n=("y", "size"))
-    assert (abs(cal["p"] - cal["y"]) < 0.02).all(), cal
-    for state, g in a.groupby("state"):
-        assert _auc(g["y"].to_numpy(), g["p"].to_numpy()) > 0.8, state
+            z = (rows[-1]["y"].sum() - p.sum()) / np.sqrt((p * (1 - p)).sum())
+            assert abs(z) < 4.5, (oracle, d, z)
+        a = pd.concat(rows, ignore_index=True)
+        a["bin"] = pd.qcut(a["p"], 10, labels=False, duplicates="drop")
+        cal = a.groupby("bin").agg(p=("p", "mean"), y=("y", "mean"), n=("y", "size"))
+        assert (abs(cal["p"] - cal["y"]) < 0.02).all(), (oracle, cal)
+        for state, g in a.groupby("state"):
+            aucs[oracle, str(state)] = _auc(g["y"].to_numpy(), g["p"].to_numpy())
+            aucs["recency", str(state)] = _auc(g["y"].to_numpy(), g["recency"].to_numpy())
+    for state in ("active", "lapsed"):
+        # history alone < the fair oracle (hidden state integrated out) < the clairvoyant one
+        assert aucs["recency", state] < aucs["observable", state] < aucs["clairvoyant", state], aucs
+        assert aucs["clairvoyant", state] > 0.8, aucs
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
