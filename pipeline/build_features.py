@@ -155,6 +155,8 @@ def _build_and_write(
         fd, tmp_json = tempfile.mkstemp(prefix=".features_summary.json.", suffix=".tmp", dir=out)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
+        for done in (tmp, Path(tmp_json)):
+            done.chmod(0o644)  # mkstemp creates files readable by the owner only
         tmp.replace(target)
         Path(tmp_json).replace(out / "features_summary.json")
     finally:
