@@ -1,10 +1,11 @@
 """Stage `evaluate`: trained models -> metrics, details, plots and model cards on the test cutoff.
 
 Reads FEATURES, MODELS/{churn,winback}/ and optionally the generator's ground truth (TRUTH), writes
-OUT/metrics.json (DVC metrics: headline numbers per model and forecast), OUT/details.json
-(intervals, paired differences, segments), OUT/plots/<kind>/*.csv|png (DVC plots) and
-OUT/model_card_<kind>.md. When the model was registered, the card, plots and test metrics are also
-attached to its MLflow training run.
+OUT/metrics.json (DVC metrics: headline numbers per model and forecast; with TRUTH also ``oracle``,
+the observable oracle, and ``oracle_clairvoyant``, see models/evaluate.py), OUT/details.json
+(intervals, paired differences incl. model minus each oracle, segments), OUT/plots/<kind>/*.csv|png
+(DVC plots) and OUT/model_card_<kind>.md. When the model was registered, the card, plots and test
+metrics are also attached to its MLflow training run.
 """
 
 from __future__ import annotations
