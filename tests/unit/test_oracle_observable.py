@@ -147,7 +147,7 @@ def test_observable_oracle_matches_monte_carlo_over_the_hidden_state(gap_days: i
     sub = np.sort(
         np.concatenate((with_complaint[:20], pick.choice(others, 50 - min(20, with_complaint.size))))
     )
-    assert with_complaint.size >= 10
+    assert with_complaint.size >= 5
     rep = sim.replicate(sub, reps, np.random.default_rng(7))
     d = d0 + gap_days
     rep.run_until(d)
