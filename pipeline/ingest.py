@@ -10,9 +10,6 @@ report are still written (they explain the failure) and stale clean tables are r
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from models.io import write_atomic
 from pipeline.ingest_rules import (
     RULES,
     TABLE_ORDER,
@@ -36,19 +34,6 @@ from pipeline.mapping import MappingError, load_mapping
 from pipeline.params import ParamsError, load_params
 
 log = logging.getLogger(__name__)
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` via ``write(temp)`` on a temp file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.replace(path)  # Path.replace is os.replace: atomic within one filesystem
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.atomic import write_atomic, write_bytes_atomic, write_text_atomic
+from models.io import write_atomic, write_bytes_atomic, write_text_atomic
 from serving.campaigns import PREVENTION, WINBACK
 from serving.core import Scorer
 

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from models.config import BoosterParams, TrainParams
+from models.io import sha256_file
 from models.train import fit_all, save_trained_model
-from serving.atomic import sha256_file
 from tests.api.sample import make_features, write_features
 
 OUTPUTS = ("scores.parquet", "prevention.csv", "winback.csv", "summary.json", "summary.png", "manifest.json")
