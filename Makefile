@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # LightGBM, DuckDB and BLAS get explicit thread counts: more threads than free cores is many times slower.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint bench serve lock java clean
+.PHONY: install demo test lint bench serve lock java clean realdata
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ demo: install
 	$(BIN)/comeback promote --features data/features/features.parquet
 	$(BIN)/dvc repro
 	@$(BIN)/python -m pipeline.demo_summary
+
+# The real-data run (UCI Online Retail from $COMEBACK_SHARED_DATA or ../shared/data) into
+# data/realdata/online_retail/ with params/online_retail.yaml and its own MLflow store.
+realdata: install
+	bash bench/realdata.sh
 
 lint: install
 	$(BIN)/ruff check .
