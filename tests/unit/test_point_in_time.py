@@ -44,7 +44,7 @@ class Runner:
         self._register(empty)
         tables = CleanTables(
             **{
-                name: _cast_to_contract(self.con.table(f"pit_{name}"), spec)
+                name: _cast_to_contract(self.con.table(f"pit_{name}"), spec, "duckdb")
                 for name, spec in RAW_TABLES.items()
             }
         )
