@@ -33,6 +33,7 @@ from features.rfm import (
     prepare_orders,
     rfm_aggregates,
 )
+from features.rhythm import check_decay_days, derive_rhythm, rhythm_aggregates
 from features.tables import CleanTables, cutoff_instant, cutoffs_frame, cutoffs_table
 
 KEYS = ["client_id", "cutoff_id"]
@@ -101,6 +102,7 @@ def build_feature_table(
     (contract order); rows sorted by (cutoff_at, client_id).
     """
     check_windows(params)
+    check_decay_days(params)
     cut = cutoffs_table(
         cutoffs_frame(
             cutoffs,
@@ -122,7 +124,14 @@ def build_feature_table(
     contacts = prepare_contacts(tables.contacts)
 
     agg_orders = _per_cutoff(
-        orders, "ordered_at", cut, lambda j: {**rfm_aggregates(j, params), **payment_aggregates(j, params)}
+        orders,
+        "ordered_at",
+        cut,
+        lambda j: {
+            **rfm_aggregates(j, params),
+            **payment_aggregates(j, params),
+            **rhythm_aggregates(j, params),
+        },
     )
     agg_gaps = _per_cutoff(
         gaps, "ordered_at", cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
@@ -144,6 +153,7 @@ def build_feature_table(
         **derive_contacts(t, params),
     }
     t = t.mutate(**derived)
+    t = t.mutate(**derive_rhythm(t, params))
     t = t.mutate(**derive_labels(t, t.state))
     t = _attach(t, last_contact_managers(agg_gaps, contacts))
     t = t.mutate(

@@ -25,6 +25,23 @@ class CutoffSchedule(BaseModel):
         return out
 
 
+class RhythmParams(BaseModel):
+    """Population constants of the rhythm features (features.rhythm; see that module).
+
+    The rate prior is a gamma with mean ``rate_prior_orders / rate_prior_days`` orders per day;
+    hazards are the chance per day that an alive client goes dormant (onboarding: within
+    ``new_client_days`` of the first order); decay constants are in days.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_prior_orders: float = Field(1.0, gt=0)
+    rate_prior_days: float = Field(32.0, gt=0)
+    dormancy_hazard_per_day: float = Field(0.00125, gt=0)
+    onboarding_hazard_per_day: float = Field(0.005, gt=0)
+    decay_days: list[int] = Field(default_factory=lambda: [30, 90, 365])
+
+
 class FeatureParams(BaseModel):
     """Cutoffs, horizon, windows, thresholds and tiers of the point-in-time features.
 
@@ -43,6 +60,7 @@ class FeatureParams(BaseModel):
     lost_after_days: int = Field(730, gt=0)
     returned_recently_days: int = Field(180, gt=0)
     backend: Literal["duckdb", "pyspark"] = "duckdb"
+    rhythm: RhythmParams = RhythmParams()
 
     @model_validator(mode="after")
     def _check_tiers(self) -> FeatureParams:

@@ -228,6 +228,8 @@ FEATURE_INFO_COLUMNS = (
 LABEL_COLUMNS = ("churn_label", "winback_label")
 
 WINDOWS = (30, 90, 180, 365)
+#: Decay constants (days) of the decayed_orders_{d}d rhythm features.
+DECAY_DAYS = (30, 90, 365)
 
 #: Model inputs, in a fixed order. The features stage must write every one of them.
 FEATURE_COLUMNS: tuple[str, ...] = (
@@ -283,6 +285,13 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "prevention_contacts_365d",
     "winback_contacts_365d",
     "days_since_last_contact",
+    # rhythm (features.rhythm)
+    "order_rate_per_day",
+    "silence_probability",
+    "alive_probability",
+    "rhythm_no_order_probability",
+    "expected_orders_horizon",
+    *(f"decayed_orders_{d}d" for d in DECAY_DAYS),
 )
 
 

@@ -267,6 +267,40 @@ TEMPLATES: dict[str, Template] = {
     "days_since_last_contact": Template(
         ("last campaign contact {days_since_last_contact|days} ago",), missing="never contacted by a campaign"
     ),
+    # rhythm (features.rhythm): a buy-till-you-die reading of the client's own pace
+    "order_rate_per_day": Template(
+        ("orders on about {order_rate_per_day|pct} of days",),
+        missing="no completed order yet",
+        topic="rhythm",
+    ),
+    "silence_probability": Template(
+        ("at its usual pace a silence this long happens {silence_probability|pct} of the time",),
+        missing="no completed order yet",
+        topic="rhythm",
+    ),
+    "alive_probability": Template(
+        ("{alive_probability|pct} chance it is still buying, given its pace and its silence",),
+        missing="no completed order yet",
+        topic="rhythm",
+    ),
+    "rhythm_no_order_probability": Template(
+        ("at its pace, {rhythm_no_order_probability|pct} chance of no order in the coming window",),
+        missing="no completed order yet",
+        topic="rhythm",
+    ),
+    "expected_orders_horizon": Template(
+        ("about {expected_orders_horizon|x.y} orders expected in the coming window at its pace",),
+        missing="no completed order yet",
+        topic="rhythm",
+    ),
+    **{
+        f"decayed_orders_{d}d": Template(
+            (f"{{decayed_orders_{d}d|x.y}} recent orders, each fading over {d} days",),
+            zero="no completed order yet",
+            topic="decayed_orders",
+        )
+        for d in (30, 90, 365)
+    },
 }
 
 
