@@ -17,6 +17,7 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
+from features.basket import basket_aggregates, derive_basket
 from features.complaints import complaint_aggregates, derive_complaints, prepare_complaints
 from features.config import FeatureParams
 from features.contacts import contact_aggregates, derive_contacts, prepare_contacts
@@ -131,6 +132,7 @@ def build_feature_table(
             **rfm_aggregates(j, params),
             **payment_aggregates(j, params),
             **rhythm_aggregates(j, params),
+            **basket_aggregates(j, params),
         },
     )
     agg_gaps = _per_cutoff(
@@ -151,6 +153,7 @@ def build_feature_table(
         **derive_payments(t, params),
         **derive_lifecycle(t, recency, since_first, params),
         **derive_contacts(t, params),
+        **derive_basket(t, params),
     }
     t = t.mutate(**derived)
     t = t.mutate(**derive_rhythm(t, params))

@@ -135,6 +135,24 @@ ORDERS = Table(
         Column(
             "paid_at", "timestamp", nullable=True, meaning="when it was paid; later than due_at = paid late"
         ),
+        Column(
+            "item_count",
+            "int",
+            required=False,
+            nullable=True,
+            min_value=0,
+            rule=">= 0; optional column",
+            meaning="distinct products (invoice lines) in the order; basket features are null without it",
+        ),
+        Column(
+            "quantity",
+            "float",
+            required=False,
+            nullable=True,
+            min_value=0,
+            rule=">= 0; optional column",
+            meaning="units in the order (all lines); basket features are null without it",
+        ),
     ),
 )
 
@@ -231,6 +249,20 @@ WINDOWS = (30, 90, 180, 365)
 #: Decay constants (days) of the decayed_orders_{d}d rhythm features.
 DECAY_DAYS = (30, 90, 365)
 
+#: Basket, return and regularity features (features.basket); the basket ones need the optional
+#: orders.item_count / orders.quantity columns and are null without them.
+BASKET_FEATURES: tuple[str, ...] = (
+    "items_per_order_mean",
+    "units_per_order_mean",
+    "units_per_item_mean",
+    "items_trend_90d",
+    "returned_amount_90d",
+    "returned_amount_365d",
+    "days_since_last_return",
+    "orders_14d",
+    "active_months_share",
+)
+
 #: Model inputs, in a fixed order. The features stage must write every one of them.
 FEATURE_COLUMNS: tuple[str, ...] = (
     # RFM
@@ -292,6 +324,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "rhythm_no_order_probability",
     "expected_orders_horizon",
     *(f"decayed_orders_{d}d" for d in DECAY_DAYS),
+    # basket, returns and regularity (features.basket)
+    *BASKET_FEATURES,
 )
 
 

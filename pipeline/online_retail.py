@@ -9,7 +9,9 @@ Decisions (documented with the measured counts in data/README.md):
 
 * One order per invoice (``InvoiceNo``); ``Amount`` = sum of Quantity * UnitPrice over its
   *product* lines, rounded to pence (GBP). ``InvoiceDate`` = the invoice's first line time, naive
-  UK local time (ingest reads it in Europe/London).
+  UK local time (ingest reads it in Europe/London). ``ItemCount`` = distinct product stock codes
+  and ``Quantity`` = units (absolute value of the summed product-line quantities) of the invoice:
+  the optional basket columns of the contract.
 * Cancellation invoices (``C...``) become orders with ``Kind = cancellation`` (mapped to status
   ``returned``) and a positive amount (the absolute value of the credited product value). They are
   not complaints, and they are not matched to the invoice they cancel (the data has no link).
@@ -132,7 +134,9 @@ def adapt_online_retail(source: Path, threads: int = 2) -> AdaptedExport:
                    min(InvoiceDate) AS InvoiceDate,
                    round(CASE WHEN InvoiceNo LIKE 'C%' THEN -1 ELSE 1 END * sum(Quantity * UnitPrice), 2)
                        AS Amount,
-                   CASE WHEN InvoiceNo LIKE 'C%' THEN 'cancellation' ELSE 'invoice' END AS Kind
+                   CASE WHEN InvoiceNo LIKE 'C%' THEN 'cancellation' ELSE 'invoice' END AS Kind,
+                   CAST(count(DISTINCT StockCode) AS BIGINT) AS ItemCount,
+                   CAST(abs(sum(Quantity)) AS DOUBLE) AS Quantity
             FROM lines WHERE bucket = 'product'
             GROUP BY InvoiceNo ORDER BY InvoiceDate, InvoiceNo
             """

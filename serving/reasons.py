@@ -301,6 +301,45 @@ TEMPLATES: dict[str, Template] = {
         )
         for d in (30, 90, 365)
     },
+    # basket, returns and regularity (features.basket)
+    "items_per_order_mean": Template(
+        ("about {items_per_order_mean|x.y} different products per order",),
+        missing="no basket data",
+        topic="basket",
+    ),
+    "units_per_order_mean": Template(
+        ("about {units_per_order_mean|n} units per order",), missing="no basket data", topic="basket"
+    ),
+    "units_per_item_mean": Template(
+        ("about {units_per_item_mean|n} units of each product it buys",),
+        missing="no basket data",
+        topic="basket",
+    ),
+    "items_trend_90d": Template(
+        ("products per order, last 90 days vs before: {items_trend_90d|x.y} (log ratio; below 0 = fewer)",),
+        missing="no basket trend (no orders on both sides of the last 90 days)",
+        topic="basket",
+    ),
+    "returned_amount_90d": Template(
+        ("{returned_amount_90d|money} returned in the last 90 days",),
+        zero="nothing returned in the last 90 days",
+        topic="returns",
+    ),
+    "returned_amount_365d": Template(
+        ("{returned_amount_365d|money} returned in the last 365 days",),
+        zero="nothing returned in the last 365 days",
+        topic="returns",
+    ),
+    "days_since_last_return": Template(
+        ("last return {days_since_last_return|days} ago",), missing="never returned an order", topic="returns"
+    ),
+    "orders_14d": Template(
+        ("{orders_14d|plural:order} in the last 14 days",), zero="no order in the last 14 days"
+    ),
+    "active_months_share": Template(
+        ("ordered in {active_months_share|pct} of the 30-day periods since its first order",),
+        missing="no completed order yet",
+    ),
 }
 
 

@@ -34,7 +34,7 @@ def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         elif c.kind == "float":
             data[c.name] = pd.Series(values, dtype="float64")
         elif c.kind == "int":
-            data[c.name] = pd.Series(values, dtype="int64")
+            data[c.name] = pd.Series(values, dtype="Int64" if c.nullable else "int64")
         elif c.kind == "bool":
             data[c.name] = pd.Series(values, dtype="bool")
         else:
@@ -162,6 +162,12 @@ def random_frames(
             "paid_at": paid.where(rng.random(n_o) < 0.8),
         }
     )
+    # optional basket columns from their own stream, so the draws above stay as they were
+    basket = np.random.default_rng(seed + 1_000_003)
+    orders["item_count"] = pd.Series(basket.integers(0, 30, n_o), dtype="Int64").where(
+        basket.random(n_o) < 0.9
+    )
+    orders["quantity"] = pd.Series(basket.gamma(2.0, 20.0, n_o)).where(basket.random(n_o) < 0.9)
     n_k = n_clients
     k_at = stamps(n_k)
     complaints = pd.DataFrame(
