@@ -47,20 +47,18 @@ def basket_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]
     age_days = (j.cutoff_s - j.ordered_s) / SECONDS_PER_DAY
     period = (age_days / float(PERIOD_DAYS)).floor()
     return {
-        "agg_basket_items_mean": j.item_count.mean(where=has_items),
-        "agg_basket_units_mean": j.quantity.mean(where=done & j.quantity.notnull()),
-        "agg_basket_units_sum": j.quantity.sum(where=has_both),
-        "agg_basket_items_sum": j.item_count.sum(where=has_both),
-        "agg_basket_items_recent": j.item_count.mean(where=has_items & recent),
-        "agg_basket_items_before": j.item_count.mean(where=has_items & ~recent),
-        "agg_returned_amount_short": j.amount.sum(
-            where=returned & (j.ordered_at >= j[f"start_{SHORT_DAYS}"])
-        ),
-        "agg_returned_amount_year": j.amount.sum(where=returned & (j.ordered_at >= j[f"start_{YEAR_DAYS}"])),
-        "agg_last_return_s": j.ordered_s.max(where=returned),
-        "agg_orders_recent": j.count(where=done & (age_days < float(RECENT_DAYS))),
-        "agg_active_periods": period.nunique(where=done),
-        "agg_first_period": period.max(where=done),
+        "agg_bsk_items_mean": j.item_count.mean(where=has_items),
+        "agg_bsk_units_mean": j.quantity.mean(where=done & j.quantity.notnull()),
+        "agg_bsk_units_sum": j.quantity.sum(where=has_both),
+        "agg_bsk_items_sum": j.item_count.sum(where=has_both),
+        "agg_bsk_items_recent": j.item_count.mean(where=has_items & recent),
+        "agg_bsk_items_before": j.item_count.mean(where=has_items & ~recent),
+        "agg_bsk_returned_short": j.amount.sum(where=returned & (j.ordered_at >= j[f"start_{SHORT_DAYS}"])),
+        "agg_bsk_returned_year": j.amount.sum(where=returned & (j.ordered_at >= j[f"start_{YEAR_DAYS}"])),
+        "agg_bsk_last_returned_s": j.ordered_s.max(where=returned),
+        "agg_bsk_orders_recent": j.count(where=done & (age_days < float(RECENT_DAYS))),
+        "agg_bsk_active_periods": period.nunique(where=done),
+        "agg_bsk_first_period": period.max(where=done),
     }
 
 
@@ -77,24 +75,24 @@ def derive_basket(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
     """
     zero_f = ibis.literal(0.0)
     null_f = ibis.null("float64")
-    items_sum = t.agg_basket_items_sum
-    recent, before = t.agg_basket_items_recent, t.agg_basket_items_before
+    items_sum = t.agg_bsk_items_sum
+    recent, before = t.agg_bsk_items_recent, t.agg_bsk_items_before
     return {
-        "items_per_order_mean": t.agg_basket_items_mean.cast("float64"),
-        "units_per_order_mean": t.agg_basket_units_mean.cast("float64"),
+        "items_per_order_mean": t.agg_bsk_items_mean.cast("float64"),
+        "units_per_order_mean": t.agg_bsk_units_mean.cast("float64"),
         "units_per_item_mean": ibis.ifelse(
-            items_sum.notnull() & (items_sum > 0), t.agg_basket_units_sum / items_sum, null_f
+            items_sum.notnull() & (items_sum > 0), t.agg_bsk_units_sum / items_sum, null_f
         ),
         "items_trend_90d": ibis.ifelse(
             recent.notnull() & before.notnull() & (recent > 0) & (before > 0), (recent / before).ln(), null_f
         ),
-        "returned_amount_90d": t.agg_returned_amount_short.fill_null(zero_f),
-        "returned_amount_365d": t.agg_returned_amount_year.fill_null(zero_f),
-        "days_since_last_return": (t.cutoff_s - t.agg_last_return_s) / SECONDS_PER_DAY,
-        "orders_14d": t.agg_orders_recent.fill_null(0),
+        "returned_amount_90d": t.agg_bsk_returned_short.fill_null(zero_f),
+        "returned_amount_365d": t.agg_bsk_returned_year.fill_null(zero_f),
+        "days_since_last_return": (t.cutoff_s - t.agg_bsk_last_returned_s) / SECONDS_PER_DAY,
+        "orders_14d": t.agg_bsk_orders_recent.fill_null(0),
         "active_months_share": ibis.ifelse(
-            t.agg_first_period.notnull(),
-            t.agg_active_periods.cast("float64") / (t.agg_first_period + 1.0),
+            t.agg_bsk_first_period.notnull(),
+            t.agg_bsk_active_periods.cast("float64") / (t.agg_bsk_first_period + 1.0),
             null_f,
         ),
     }
