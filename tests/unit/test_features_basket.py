@@ -88,3 +88,43 @@ def test_client_without_orders(table: pd.DataFrame) -> None:
 def test_every_basket_feature_is_written(table: pd.DataFrame) -> None:
     assert set(BASKET_FEATURES) <= set(table.columns)
     assert str(table.orders_14d.dtype).lower().startswith("int")
+
+
+def test_basket_aggregate_names_collide_with_no_other_family() -> None:
+    """All families share one grouped aggregate per source table: a shared name would silently
+    replace another family's aggregate (it once nulled days_since_return)."""
+    import datetime as dt
+
+    from _features_frames import frame
+
+    from features.basket import basket_aggregates
+    from features.config import FeatureParams
+    from features.lifecycle import lifecycle_aggregates
+    from features.payments import payment_aggregates
+    from features.rfm import gap_aggregates, prepare_gaps, prepare_orders, rfm_aggregates
+    from features.rhythm import rhythm_aggregates
+    from features.tables import cutoffs_frame, cutoffs_table, tables_from_frames
+
+    day = dt.date(2024, 1, 1)
+    params = FeatureParams(cutoffs=[day])
+    tables = tables_from_frames(
+        {
+            "clients": frame("clients", [client("c")]),
+            "orders": frame("orders", [order("c", "2023-12-01")]),
+            "complaints": frame("complaints", []),
+        }
+    )
+    cut = cutoffs_table(
+        cutoffs_frame([day], windows_days=params.windows_days, horizon_days=100, export_date=day)
+    )
+    orders, gaps = prepare_orders(tables.orders), prepare_gaps(tables.orders)
+    j = orders.join(cut, orders.ordered_at < cut.cutoff_at)
+    g = gaps.join(cut, gaps.ordered_at < cut.cutoff_at)
+    others = {
+        *rfm_aggregates(j, params),
+        *payment_aggregates(j, params),
+        *rhythm_aggregates(j, params),
+        *gap_aggregates(g, params),
+        *lifecycle_aggregates(g, params),
+    }
+    assert not set(basket_aggregates(j, params)) & others
