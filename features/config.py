@@ -35,10 +35,10 @@ class RhythmParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rate_prior_orders: float = Field(1.0, gt=0)
-    rate_prior_days: float = Field(32.0, gt=0)
-    dormancy_hazard_per_day: float = Field(0.00125, gt=0)
-    onboarding_hazard_per_day: float = Field(0.005, gt=0)
+    rate_prior_orders: float = Field(default=1.0, gt=0)
+    rate_prior_days: float = Field(default=32.0, gt=0)
+    dormancy_hazard_per_day: float = Field(default=0.00125, gt=0)
+    onboarding_hazard_per_day: float = Field(default=0.005, gt=0)
     decay_days: list[int] = Field(default_factory=lambda: [30, 90, 365])
 
 
