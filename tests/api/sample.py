@@ -101,6 +101,10 @@ def make_features(
         f["prevention_contacts_365d"] = rng.poisson(0.3, n).astype(float)
         f["winback_contacts_365d"] = rng.poisson(0.2, n).astype(float)
         f["days_since_last_contact"] = np.where(rng.random(n) < 0.4, rng.uniform(1, 365, n), np.nan)
+        # families without a hand-made column here (rhythm, basket) are null: the API tests
+        # exercise serving, not those features, and LightGBM handles all-null inputs
+        for name in FEATURE_COLUMNS:
+            f.setdefault(name, np.full(n, np.nan))
         for name in FEATURE_COLUMNS:
             if name not in ("recency_days", "days_since_first_order", "tenure_days"):
                 f[name] = np.where(has_order | (name == "tenure_days"), f[name], np.nan)
