@@ -369,6 +369,20 @@ def _concat(parts: list[Events]) -> Events:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _before_export(
+    parts: list[Events], empty: Events, stamp: str, sort_keys: tuple[str, ...], export_min: int
+) -> Events:
+    """The recorded events stamped before the export minute, sorted by ``sort_keys``.
+
+    ``sort_keys`` go to ``np.lexsort``: the last key is the primary one. ``empty`` is the result
+    when nothing was recorded (it fixes the columns and their dtypes).
+    """
+    events = _concat(parts) if parts else empty
+    events = {k: v[events[stamp] < export_min] for k, v in events.items()}
+    order = np.lexsort(tuple(events[k] for k in sort_keys))
+    return {k: v[order] for k, v in events.items()}
+
+
 EVENT_KINDS = ("winback", "boost_end", "prevention", "create", "resolve", "expire")
 
 
@@ -1059,11 +1073,7 @@ def block_tables(
         "minute": np.zeros(0, np.int64),
         "status": np.zeros(0, np.int8),
     }
-    o: Events = _concat(sim.rec["orders"]) if sim.rec["orders"] else empty
-    keep = o["minute"] < export_min
-    o = {k: v[keep] for k, v in o.items()}
-    order = np.lexsort((o["status"], o["idx"], o["minute"]))
-    o = {k: v[order] for k, v in o.items()}
+    o = _before_export(sim.rec["orders"], empty, "minute", ("status", "idx", "minute"), export_min)
     m = o["idx"].size
     amount = lat.amount_scale[o["idx"]] * np.exp(
         eff.amount_order_sigma * rng.standard_normal(m) - eff.amount_order_sigma**2 / 2
@@ -1101,13 +1111,13 @@ def block_tables(
     ids.orders += m
 
     # complaints
-    if sim.rec["complaints"]:
-        c = _concat(sim.rec["complaints"])
-        c = {k: v[c["cmin"] < export_min] for k, v in c.items()}
-        order = np.lexsort((c["idx"], c["cmin"]))
-        c = {k: v[order] for k, v in c.items()}
-    else:
-        c = {k: np.zeros(0, np.int64) for k in ("idx", "cmin", "rmin", "sev", "cat", "hf")}
+    c = _before_export(
+        sim.rec["complaints"],
+        {k: np.zeros(0, np.int64) for k in ("idx", "cmin", "rmin", "sev", "cat", "hf")},
+        "cmin",
+        ("idx", "cmin"),
+        export_min,
+    )
     k = c["idx"].size
     resolved_ok = (c["rmin"] >= 0) & (c["rmin"] < export_min)
     complaints = pa.table(
@@ -1124,13 +1134,13 @@ def block_tables(
     ids.complaints += k
 
     # contacts
-    if sim.rec["contacts"]:
-        t = _concat(sim.rec["contacts"])
-        t = {kk: v[t["minute"] < export_min] for kk, v in t.items()}
-        order = np.lexsort((t["idx"], t["minute"]))
-        t = {kk: v[order] for kk, v in t.items()}
-    else:
-        t = {kk: np.zeros(0, np.int64) for kk in ("idx", "minute", "campaign", "offer", "manager")}
+    t = _before_export(
+        sim.rec["contacts"],
+        {kk: np.zeros(0, np.int64) for kk in ("idx", "minute", "campaign", "offer", "manager")},
+        "minute",
+        ("idx", "minute"),
+        export_min,
+    )
     j = t["idx"].size
     offer_idx = t["offer"].astype(np.int64)
     contacts = pa.table(
