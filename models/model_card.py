@@ -106,19 +106,10 @@ def render_model_card(
         )
     lines += ["", "Model minus baseline (paired bootstrap, 95%):", ""]
     for base, d in details.get("model_minus_baseline", {}).items():
-        lines.append(
-            f"- vs {base}: ROC-AUC {d['roc_auc_diff']:+.4f} [{d['roc_auc_diff_ci_low']:+.4f}, "
-            f"{d['roc_auc_diff_ci_high']:+.4f}], Brier {d['brier_diff']:+.4f} "
-            f"[{d['brier_diff_ci_low']:+.4f}, {d['brier_diff_ci_high']:+.4f}]"
-        )
+        lines.append(_difference_line(base, d))
     for name, what in ORACLE_NOTES.items():
         if f"model_minus_{name}" in details:
-            d = details[f"model_minus_{name}"]
-            lines.append(
-                f"- vs {name} ({what}): ROC-AUC {d['roc_auc_diff']:+.4f} "
-                f"[{d['roc_auc_diff_ci_low']:+.4f}, {d['roc_auc_diff_ci_high']:+.4f}], Brier "
-                f"{d['brier_diff']:+.4f} [{d['brier_diff_ci_low']:+.4f}, {d['brier_diff_ci_high']:+.4f}]"
-            )
+            lines.append(_difference_line(f"{name} ({what})", details[f"model_minus_{name}"]))
     lines += ["", "## Segments (model ROC-AUC / base rate / rows)", ""]
     for segment, per in details.get("segments", {}).items():
         m = per.get("model") if isinstance(per, dict) else None
@@ -137,3 +128,12 @@ def render_model_card(
     lines += ["", "## Known limits", ""]
     lines += [f"- {item}" for item in LIMITS[kind]]
     return "\n".join(lines) + "\n"
+
+
+def _difference_line(against: str, d: dict[str, float]) -> str:
+    """One bullet: model minus ``against`` in ROC-AUC and Brier with their paired 95% intervals."""
+    return (
+        f"- vs {against}: ROC-AUC {d['roc_auc_diff']:+.4f} "
+        f"[{d['roc_auc_diff_ci_low']:+.4f}, {d['roc_auc_diff_ci_high']:+.4f}], Brier "
+        f"{d['brier_diff']:+.4f} [{d['brier_diff_ci_low']:+.4f}, {d['brier_diff_ci_high']:+.4f}]"
+    )
