@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,12 +10,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from _ingest_fixtures import make_export
 from typer.testing import CliRunner
 
 from features.contract import RAW_TABLES
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "fixtures" / "ingest"
 QUARANTINE_COLUMNS = ["source_file", "line", "column", "rule", "value", "detail", "raw_row"]
 
 
@@ -27,14 +26,6 @@ def write_params(tmp_path: Path, **ingest: object) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
-
-
-def make_export(tmp_path: Path, **replace: str) -> Path:
-    raw = tmp_path / "raw"
-    shutil.copytree(FIXTURES / "base", raw)
-    for table, defect in replace.items():
-        shutil.copy(FIXTURES / "defects" / defect, raw / f"{table}.csv")
-    return raw
 
 
 def invoke(*args: str) -> tuple[int, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
+from _ingest_fixtures import FIXTURES, make_export
 
 from pipeline.ingest_rules import (
     IngestError,
@@ -21,18 +21,8 @@ from pipeline.ingest_rules import (
 )
 from pipeline.mapping import ExportMapping
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
 PARAMS = IngestParams(export_date=dt.date(2025, 1, 1), timezone="UTC", max_reject_share=1.0, threads=1)
 BASE_ROWS = {"clients": 4, "orders": 4, "complaints": 2, "contacts": 2}
-
-
-def make_export(tmp_path: Path, **replace: str) -> Path:
-    """A copy of the base export with some tables replaced by defect files."""
-    raw = tmp_path / "raw"
-    shutil.copytree(FIXTURES / "base", raw)
-    for table, defect in replace.items():
-        shutil.copy(FIXTURES / "defects" / defect, raw / f"{table}.csv")
-    return raw
 
 
 def run(raw: Path, params: IngestParams = PARAMS) -> IngestResult:
