@@ -15,7 +15,12 @@ format                renders
 ``pct``               "45%" (a share 0..1)
 ``severity``          "4 (catastrophe)" (complaint severity 1..5)
 ``plural:WORD``       "3 late payments" / "1 late payment"
+``change:WORD``       "2 more orders" / "1 fewer order" (a signed count)
+``logchange``         "up 35%" / "down 20%" (a log ratio x shown as e**x - 1)
 ====================  =====================================================
+
+``zero_below`` widens the ``zero`` phrase to small values of continuous features (a decayed
+order count of 0.03 reads "hardly any orders", not "0.0 recent orders").
 
 The table is rendered for docs/serving.md by :func:`template_table_markdown`.
 """
@@ -51,6 +56,24 @@ def _severity(x: float) -> str:
     return f"{n} ({meaning})" if meaning else str(n)
 
 
+def _change(word: str) -> Callable[[float], str]:
+    def render(x: float) -> str:
+        n = round(x)
+        more = "more" if n > 0 else "fewer"
+        return f"{abs(n)} {more} {word}" if abs(n) == 1 else f"{abs(n)} {more} {word}s"
+
+    return render
+
+
+def _logchange(x: float) -> str:
+    if x > math.log(100):
+        return "up more than 100-fold"
+    pct = round(100 * math.expm1(x))
+    if pct == 0:
+        return "about the same"
+    return f"up {pct:,}%" if pct > 0 else f"down {-pct}%"
+
+
 _FORMATS: dict[str, Callable[[float], str]] = {
     "days": _days,
     "n": lambda x: str(round(x)),
@@ -58,6 +81,7 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "money": lambda x: f"{x:,.0f}",
     "pct": lambda x: f"{100 * x:.0f}%",
     "severity": _severity,
+    "logchange": _logchange,
 }
 
 
@@ -66,6 +90,8 @@ def _formatter(spec: str | None) -> Callable[[float], str]:
         return _FORMATS["x.y"]
     if spec.startswith("plural:"):
         return _plural(spec.removeprefix("plural:"))
+    if spec.startswith("change:"):
+        return _change(spec.removeprefix("change:"))
     try:
         return _FORMATS[spec]
     except KeyError:
@@ -80,6 +106,7 @@ class Template:
     zero: str | None = None
     missing: str = "no data"
     topic: str | None = None  # features telling the same fact share a topic: one phrase per topic
+    zero_below: float = 0.0  # |value| below this also gets the zero phrase (continuous features)
 
 
 @dataclass(frozen=True)
@@ -158,10 +185,15 @@ TEMPLATES: dict[str, Template] = {
         topic="recency",
     ),
     "orders_trend_90d": Template(
-        ("order count trend over the last 90 days: {orders_trend_90d|x.y}",), missing="no recent orders"
+        ("{orders_trend_90d|change:completed order} in the last 90 days than in the 90 before",),
+        zero="as many completed orders in the last 90 days as in the 90 before",
+        missing="no recent orders",
     ),
     "amount_trend_90d": Template(
-        ("spending trend over the last 90 days: {amount_trend_90d|x.y}",), missing="no recent spending"
+        ("spending {amount_trend_90d|logchange} in the last 90 days against the 90 before",),
+        zero="spending flat: the last 90 days against the 90 before",
+        missing="no recent spending",
+        zero_below=0.005,
     ),
     "cancelled_orders_total": Template(
         ("{cancelled_orders_total|plural:cancelled order}",), zero="no cancelled order"
@@ -204,6 +236,7 @@ TEMPLATES: dict[str, Template] = {
     ),
     "resolved_complaint_share": Template(
         ("{resolved_complaint_share|pct} of complaints resolved",),
+        zero="none of its complaints resolved yet",
         missing="never complained",
         topic="open_complaint",
     ),
@@ -258,11 +291,11 @@ TEMPLATES: dict[str, Template] = {
     ),
     "prevention_contacts_365d": Template(
         ("{prevention_contacts_365d|plural:retention contact} in the last 365 days",),
-        zero="no retention contact in the last 365 days",
+        zero="not reached by a retention campaign in the last 365 days",
     ),
     "winback_contacts_365d": Template(
         ("{winback_contacts_365d|plural:win-back contact} in the last 365 days",),
-        zero="no win-back contact in the last 365 days",
+        zero="not yet approached by a win-back campaign (in the last 365 days)",
     ),
     "days_since_last_contact": Template(
         ("last campaign contact {days_since_last_contact|days} ago",), missing="never contacted by a campaign"
@@ -295,9 +328,11 @@ TEMPLATES: dict[str, Template] = {
     ),
     **{
         f"decayed_orders_{d}d": Template(
-            (f"{{decayed_orders_{d}d|x.y}} recent orders, each fading over {d} days",),
-            zero="no completed order yet",
+            (f"recent buying: {{decayed_orders_{d}d|x.y}} orders, older ones counting less ({d}-day fade)",),
+            zero=f"hardly any buying lately ({d}-day fade)",
+            missing="no completed order yet",
             topic="decayed_orders",
+            zero_below=0.05,
         )
         for d in (30, 90, 365)
     },
@@ -316,17 +351,17 @@ TEMPLATES: dict[str, Template] = {
         topic="basket",
     ),
     "items_trend_90d": Template(
-        ("products per order, last 90 days vs before: {items_trend_90d|x.y} (log ratio; below 0 = fewer)",),
+        ("products per order {items_trend_90d|logchange} in the last 90 days against before",),
         missing="no basket trend (no orders on both sides of the last 90 days)",
         topic="basket",
     ),
     "returned_amount_90d": Template(
-        ("{returned_amount_90d|money} returned in the last 90 days",),
+        ("returned goods worth {returned_amount_90d|money} in the last 90 days",),
         zero="nothing returned in the last 90 days",
         topic="returns",
     ),
     "returned_amount_365d": Template(
-        ("{returned_amount_365d|money} returned in the last 365 days",),
+        ("returned goods worth {returned_amount_365d|money} in the last 365 days",),
         zero="nothing returned in the last 365 days",
         topic="returns",
     ),
@@ -347,11 +382,12 @@ class ReasonRenderer:
     """Renders reasons for clients from a value lookup; templates compiled once."""
 
     def __init__(self, templates: Mapping[str, Template] = TEMPLATES) -> None:
-        self._compiled: dict[str, tuple[tuple[_Compiled, ...], _Compiled | None, str]] = {
+        self._compiled: dict[str, tuple[tuple[_Compiled, ...], _Compiled | None, str, float]] = {
             name: (
                 tuple(_compile(t) for t in tpl.texts),
                 _compile(tpl.zero) if tpl.zero is not None else None,
                 tpl.missing,
+                tpl.zero_below,
             )
             for name, tpl in templates.items()
         }
@@ -388,11 +424,11 @@ class ReasonRenderer:
         The fast path of the batch: pass ``matrix[r].tolist()``.
         """
         try:
-            texts, zero, missing = self._compiled[feature]
+            texts, zero, missing, zero_below = self._compiled[feature]
         except KeyError:
             raise KeyError(f"no reason template for feature {feature!r}") from None
         own = row[_COLUMN_INDEX[feature]]
-        if zero is not None and own == 0:
+        if zero is not None and (own == 0 or abs(own) < zero_below):
             return _fill(zero, row) or missing
         if own != own:  # NaN: the feature is unknown for this client
             return missing
@@ -426,6 +462,8 @@ def template_table_markdown(templates: Mapping[str, Template] = TEMPLATES) -> st
         tpl = templates[name]
         texts = " / ".join(f"`{_cell(t)}`" for t in tpl.texts)
         zero = f"`{_cell(tpl.zero)}`" if tpl.zero is not None else ""
+        if tpl.zero is not None and tpl.zero_below > 0:
+            zero += f" (also below {tpl.zero_below:g})"
         lines.append(f"| `{name}` | {texts} | {zero} | `{_cell(tpl.missing)}` |")
     return "\n".join(lines)
 

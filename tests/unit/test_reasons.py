@@ -58,6 +58,31 @@ def test_alternatives_zero_and_missing() -> None:
     assert render("days_since_last_complaint", days_since_last_complaint=1) == "last complaint 1 day ago"
 
 
+def test_signed_changes_and_near_zero_values_read_as_words() -> None:
+    # a trend is a signed difference or a log ratio: never "trend: -2.0"
+    assert render("orders_trend_90d", orders_trend_90d=-2) == (
+        "2 fewer completed orders in the last 90 days than in the 90 before"
+    )
+    assert render("orders_trend_90d", orders_trend_90d=1) == (
+        "1 more completed order in the last 90 days than in the 90 before"
+    )
+    assert render("orders_trend_90d", orders_trend_90d=0).startswith("as many completed orders")
+    assert render("amount_trend_90d", amount_trend_90d=math.log(0.55)) == (
+        "spending down 45% in the last 90 days against the 90 before"
+    )
+    assert render("amount_trend_90d", amount_trend_90d=math.log(2.5)).startswith("spending up 150%")
+    assert render("amount_trend_90d", amount_trend_90d=0.001).startswith("spending flat")
+    # a decayed count of 0.03 is "hardly any", not "0.0 recent orders"; unknown is not "zero"
+    assert render("decayed_orders_30d", decayed_orders_30d=0.03) == "hardly any buying lately (30-day fade)"
+    assert render("decayed_orders_30d", decayed_orders_30d=1.52) == (
+        "recent buying: 1.5 orders, older ones counting less (30-day fade)"
+    )
+    assert render("decayed_orders_90d") == "no completed order yet"
+    assert render("returned_amount_90d", returned_amount_90d=694) == (
+        "returned goods worth 694 in the last 90 days"
+    )
+
+
 def test_unknown_feature_or_placeholder_is_an_error() -> None:
     with pytest.raises(KeyError, match="no reason template for feature 'nope'"):
         ReasonRenderer().render("nope", lambda _: 1.0)
