@@ -8,6 +8,7 @@ stays fast.
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 
@@ -28,6 +29,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # MLflow draws a progress bar per artefact download (40 lines per model load in a DVC log);
+    # the log lines say which model loaded. An explicit setting in the environment still wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 app.command("generate")(generate.command)
