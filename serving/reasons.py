@@ -20,7 +20,7 @@ format                renders
 ====================  =====================================================
 
 ``zero_below`` widens the ``zero`` phrase to small values of continuous features (a decayed
-order count of 0.03 reads "hardly any orders", not "0.0 recent orders").
+order count of 0.03 reads "hardly any buying in recent weeks", not "0.0 orders").
 
 The table is rendered for docs/serving.md by :func:`template_table_markdown`.
 """
@@ -328,13 +328,13 @@ TEMPLATES: dict[str, Template] = {
     ),
     **{
         f"decayed_orders_{d}d": Template(
-            (f"recent buying: {{decayed_orders_{d}d|x.y}} orders, older ones counting less ({d}-day fade)",),
-            zero=f"hardly any buying lately ({d}-day fade)",
+            (f"recent buying: {{decayed_orders_{d}d|x.y}} orders {span}, older ones counting less",),
+            zero=f"hardly any buying {span}",
             missing="no completed order yet",
             topic="decayed_orders",
             zero_below=0.05,
         )
-        for d in (30, 90, 365)
+        for d, span in ((30, "in recent weeks"), (90, "in recent months"), (365, "over the past year"))
     },
     # basket, returns and regularity (features.basket)
     "items_per_order_mean": Template(

@@ -73,9 +73,9 @@ def test_signed_changes_and_near_zero_values_read_as_words() -> None:
     assert render("amount_trend_90d", amount_trend_90d=math.log(2.5)).startswith("spending up 150%")
     assert render("amount_trend_90d", amount_trend_90d=0.001).startswith("spending flat")
     # a decayed count of 0.03 is "hardly any", not "0.0 recent orders"; unknown is not "zero"
-    assert render("decayed_orders_30d", decayed_orders_30d=0.03) == "hardly any buying lately (30-day fade)"
+    assert render("decayed_orders_30d", decayed_orders_30d=0.03) == "hardly any buying in recent weeks"
     assert render("decayed_orders_30d", decayed_orders_30d=1.52) == (
-        "recent buying: 1.5 orders, older ones counting less (30-day fade)"
+        "recent buying: 1.5 orders in recent weeks, older ones counting less"
     )
     assert render("decayed_orders_90d") == "no completed order yet"
     assert render("returned_amount_90d", returned_amount_90d=694) == (
