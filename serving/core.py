@@ -5,6 +5,10 @@ a model is prepared once per feature table (:func:`prepare_snapshot`): a float64
 ``FEATURE_COLUMNS`` order, a client_id -> row index, and the model-independent campaign plan
 (value, classes, exclusions, offers, flags, managers). Scoring a set of rows is then two native
 LightGBM calls (churn rows, win-back rows), vectorised priorities, and reasons in words.
+
+:meth:`Scorer.score_one` is the API's single-client path: the same answer as scoring a batch of
+one, through LightGBM's single-row C API (:class:`serving.explain.RowPredictor`) instead of
+``booster.predict``, whose per-call set-up costs more than the trees themselves.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.contract import FEATURE_COLUMNS, ContractError, check_feature_table
-from serving.campaigns import CampaignPlan, assign_campaigns, plan_campaigns
+from serving.campaigns import NO_CAMPAIGN, CampaignPlan, assign_campaigns, plan_campaigns
 from serving.config import ScoreParams
-from serving.explain import PathExplainer
+from serving.explain import PathExplainer, RowPredictor
 from serving.reasons import ReasonRenderer
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 ReasonsMode = Literal["all", "listed", "none"]
 CANDIDATE_SPARE = 4  # extra top contributions looked at so that k distinct reasons remain
+CHUNK_ROWS = 65536  # rows per leaf pass of a large batch (bounds the leaf-index array)
+WORDS_BLOCK = 4096  # rows whose values are turned into Python floats at once for the phrases
 
 
 class ReasonLike(Protocol):
@@ -64,7 +70,7 @@ class ScoringModel(Protocol):
     @property
     def booster(self) -> Any: ...  # lightgbm.Booster (path attribution reads its trees)
 
-    def predict_probability(self, X: Any) -> np.ndarray: ...
+    def predict_probability(self, X: Any) -> np.ndarray: ...  # calibrator(raw score)
 
     def top_reasons(self, X: Any, k: int = 3) -> Sequence[Sequence[ReasonLike]]: ...
 
@@ -199,6 +205,22 @@ class Scorer:
             if params.reason_method == "path"
             else {}
         )
+        self._row_predictors = self._fast_paths() if params.reason_method == "path" else {}
+
+    def _fast_paths(self) -> dict[str, tuple[RowPredictor, Any]]:
+        """Single-row predictors and calibrators per model kind; {} (score_one falls back to
+        :meth:`score`) for a model that is not a calibrated native booster or that the fast API
+        does not reproduce."""
+        out: dict[str, tuple[RowPredictor, Any]] = {}
+        for m in (self.churn, self.winback):
+            calibrator = getattr(m, "calibrator", None)
+            if calibrator is None or getattr(m, "num_threads", 1) != 1:
+                continue
+            try:
+                out[m.kind] = (RowPredictor(m.booster, len(m.feature_names)), calibrator)
+            except Exception as e:  # serve through the general path rather than not at all
+                log.warning("model %s v%s: no single-row fast path (%s)", m.name, m.version, e)
+        return out
 
     @staticmethod
     def _columns_of(model: ScoringModel) -> np.ndarray:
@@ -209,6 +231,11 @@ class Scorer:
                 "that are not in the feature contract"
             )
         return np.asarray([FEATURE_INDEX[f] for f in model.feature_names], dtype=np.int64)
+
+    @property
+    def single_row_fast_path(self) -> tuple[str, ...]:
+        """Model kinds whose single clients go through LightGBM's single-row API (score_one)."""
+        return tuple(self._row_predictors)
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -230,7 +257,63 @@ class Scorer:
     def _words(self, rows: np.ndarray, features: Sequence[Sequence[str]]) -> list[list[str]]:
         matrix, render = self.snapshot.matrix, self._renderer.render_distinct
         k = self.params.reasons_per_client
-        return [render(f, matrix[r].tolist(), k) for r, f in zip(rows.tolist(), features, strict=True)]
+        out: list[list[str]] = []
+        # The rows' values as Python floats in one call per block (not one call per row), in
+        # blocks so a million-row batch never holds them all.
+        for start in range(0, rows.shape[0], WORDS_BLOCK):
+            values = matrix[rows[start : start + WORDS_BLOCK]].tolist()
+            out += [
+                render(f, v, k) for v, f in zip(values, features[start : start + WORDS_BLOCK], strict=True)
+            ]
+        return out
+
+    def _leaf_path(self, model: ScoringModel) -> tuple[PathExplainer, Any] | None:
+        """Explainer and calibrator when one ``pred_leaf`` pass can give a batch both its
+        probabilities and its reasons (path attribution whose leaf sums are LightGBM's raw scores)."""
+        explainer = self._explainers.get(model.kind)
+        calibrator = getattr(model, "calibrator", None)
+        if explainer is None or calibrator is None or not explainer.raw_from_leaves:
+            return None
+        return explainer, calibrator
+
+    def _score_through_leaves(
+        self,
+        model: ScoringModel,
+        rows: np.ndarray,
+        target: np.ndarray,
+        words: list[list[str]],
+        listed_only: bool,
+    ) -> None:
+        """Probabilities (into ``target``) and reasons (into ``words``) of ``rows`` of one model.
+
+        One leaf pass per chunk: raw scores are the leaf-value sums (equal to booster.predict's),
+        reasons come from the same leaves; with ``listed_only`` only rows the campaign rules put on
+        a list get reasons (the rules are per row, so a chunk decides its own rows).
+        """
+        leaf_path = self._leaf_path(model)
+        assert leaf_path is not None
+        explainer, calibrator = leaf_path
+        snap, cols = self.snapshot, self._cols[model.kind]
+        k = self.params.reasons_per_client + CANDIDATE_SPARE
+        names = model.feature_names
+        threads = getattr(model, "num_threads", 1)
+        for start in range(0, rows.shape[0], CHUNK_ROWS):
+            part = rows[start : start + CHUNK_ROWS]
+            leaves = explainer.leaves(model.booster, snap.matrix[np.ix_(part, cols)], num_threads=threads)
+            p = np.asarray(calibrator(explainer.raw_scores(leaves)), dtype=np.float64)
+            _check_probabilities(model, p)
+            target[start : start + part.shape[0]] = p
+            if listed_only:
+                _, campaign, _ = assign_campaigns(snap.plan, part, p)
+                sel = np.flatnonzero(campaign != NO_CAMPAIGN)
+            else:
+                sel = np.arange(part.shape[0])
+            if sel.size == 0:
+                continue
+            top = explainer.top_features(explainer.contributions_from_leaves(leaves[sel]), k)
+            phrases = self._words(part[sel], [[names[c] for c in cols_] for cols_ in top])
+            for i, row_phrases in zip((start + sel).tolist(), phrases, strict=True):
+                words[i] = row_phrases
 
     def score(self, rows: np.ndarray | None = None, *, reasons: ReasonsMode = "all") -> ScoredRows:
         """Score ``rows`` of the snapshot (default: every row).
@@ -245,20 +328,31 @@ class Scorer:
         kind = snap.plan.model_kind[rows]
         churn_p = np.full(n, np.nan)
         winback_p = np.full(n, np.nan)
+        words: list[list[str]] = [[] for _ in range(n)]
+        explained: set[str] = set()  # models whose rows got their reasons with their probabilities
         for model, target in ((self.churn, churn_p), (self.winback, winback_p)):
             pos = np.flatnonzero(kind == model.kind)
             if pos.size == 0:
                 continue
+            if reasons != "none" and self._leaf_path(model) is not None:
+                got = np.full(pos.size, np.nan)
+                model_words: list[list[str]] = [[] for _ in range(pos.size)]
+                self._score_through_leaves(model, rows[pos], got, model_words, reasons == "listed")
+                target[pos] = got
+                for i, row_words in zip(pos.tolist(), model_words, strict=True):
+                    words[i] = row_words
+                explained.add(model.kind)
+                continue
             X = snap.matrix[np.ix_(rows[pos], self._cols[model.kind])]
             p = np.asarray(model.predict_probability(X), dtype=np.float64)
-            if not np.all((p >= 0.0) & (p <= 1.0)):
-                raise ValueError(f"model {model.name} v{model.version} returned probabilities outside [0, 1]")
+            _check_probabilities(model, p)
             target[pos] = p
         probability = np.where(kind == "churn", churn_p, winback_p)
         priority, campaign, excluded = assign_campaigns(snap.plan, rows, probability)
-        words: list[list[str]] = [[] for _ in range(n)]
         if reasons != "none":
             for model in (self.churn, self.winback):
+                if model.kind in explained:
+                    continue
                 wanted = kind == model.kind
                 if reasons == "listed":
                     wanted &= campaign != "none"
@@ -279,6 +373,47 @@ class Scorer:
             reasons=words,
             model_versions=self.model_versions,
         )
+
+    def score_one(self, row: int) -> dict[str, Any]:
+        """The answer for one row as a JSON-ready dict, with reasons (the API's single-client route).
+
+        Equal to ``to_records(self, self.score([row], reasons="all"))[0]``, field for field and
+        number for number (tests/api checks it on every client of the sample): the raw score comes
+        from the same trees through LightGBM's single-row API, the calibrator, the campaign rules,
+        the path attribution and the record builder are the ones :meth:`score` uses.
+        """
+        snap = self.snapshot
+        kind = str(snap.plan.model_kind[row])
+        fast = self._row_predictors.get(kind)
+        if fast is None:  # no model applies, or no fast path for this model: the general path
+            return to_records(self, self.score(np.array([row], dtype=np.int64), reasons="all"))[0]
+        predictor, calibrator = fast
+        model = self.churn if kind == self.churn.kind else self.winback
+        x = snap.matrix[row, self._cols[kind]]
+        raw, leaves = predictor.raw_score_and_leaves(x)
+        p = np.asarray(calibrator(np.array([raw], dtype=np.float64)), dtype=np.float64)
+        _check_probabilities(model, p)
+        rows = np.array([row], dtype=np.int64)
+        priority, campaign, excluded = assign_campaigns(snap.plan, rows, p)
+        explainer = self._explainers[kind]
+        k = self.params.reasons_per_client + CANDIDATE_SPARE
+        top = explainer.top_features(explainer.row_contributions(leaves)[None, :], k)[0]
+        names = model.feature_names
+        words = self._renderer.render_distinct(
+            [names[c] for c in top], snap.matrix[row].tolist(), self.params.reasons_per_client
+        )
+        nan = np.array([np.nan])
+        scored = ScoredRows(
+            rows=rows,
+            churn_probability=p if kind == "churn" else nan,
+            winback_probability=p if kind == "winback" else nan,
+            priority=priority,
+            campaign=campaign,
+            excluded_reason=excluded,
+            reasons=[words],
+            model_versions=self.model_versions,
+        )
+        return to_records(self, scored)[0]
 
     def to_frame(self, scored: ScoredRows) -> pd.DataFrame:
         """One row per scored client with every output column (scores.parquet and the CSV lists)."""
@@ -316,6 +451,11 @@ class Scorer:
         return frame
 
 
+def _check_probabilities(model: ScoringModel, p: np.ndarray) -> None:
+    if not np.all((p >= 0.0) & (p <= 1.0)):
+        raise ValueError(f"model {model.name} v{model.version} returned probabilities outside [0, 1]")
+
+
 FLAG_NAMES = ("returned_client", "new_client", "open_severe_complaint")
 
 
@@ -336,48 +476,85 @@ def flag_strings(plan: CampaignPlan, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_records(scorer: Scorer, scored: ScoredRows) -> list[dict[str, Any]]:
+    """The core's answer as one JSON-ready dict per scored row (the API's ClientScore).
+
+    Carries no personal data beyond the client id: state, numbers, offers, flags, manager ids
+    (staff, not client data) and reasons in words. Columns are gathered with numpy and turned into
+    Python lists once, so the per-row work is only building the dict.
+    """
+    snap, plan = scorer.snapshot, scorer.snapshot.plan
+    rows = scored.rows
+    kinds = plan.model_kind[rows].tolist()
+    cutoff = snap.cutoff_at.isoformat()
+    versions = scored.model_versions
+    columns = zip(
+        snap.client_ids[rows].tolist(),
+        snap.state[rows].tolist(),
+        kinds,
+        scored.churn_probability.tolist(),
+        scored.winback_probability.tolist(),
+        plan.value[rows].tolist(),
+        plan.value_class[rows].tolist(),
+        scored.campaign.tolist(),
+        scored.priority.tolist(),
+        plan.offer[rows].tolist(),
+        plan.offer_cost[rows].tolist(),
+        scored.excluded_reason.tolist(),
+        plan.tier[rows].tolist(),
+        flag_lists(plan, rows),
+        plan.avoid_manager_id[rows].tolist(),
+        plan.suggested_manager_id[rows].tolist(),
+        scored.reasons,
+        strict=True,
+    )
+    return [
+        {
+            "client_id": client_id,
+            "cutoff_at": cutoff,
+            "state": state,
+            "model": kind or None,
+            "churn_probability": _num(churn_p),
+            "winback_probability": _num(winback_p),
+            "value": float(value),
+            "value_class": value_class,
+            "campaign": campaign,
+            "priority": _num(priority),
+            "offer": _text(offer) if kind else None,
+            "offer_cost": float(offer_cost) if kind else None,
+            "excluded_reason": _text(excluded),
+            "tier": _text(tier),
+            "flags": flags,
+            "avoid_manager_id": _text(avoid),
+            "suggested_manager_id": _text(suggested),
+            "reasons": reasons,
+            "model_version": versions.get(kind) if kind else None,
+        }
+        for (
+            client_id,
+            state,
+            kind,
+            churn_p,
+            winback_p,
+            value,
+            value_class,
+            campaign,
+            priority,
+            offer,
+            offer_cost,
+            excluded,
+            tier,
+            flags,
+            avoid,
+            suggested,
+            reasons,
+        ) in columns
+    ]
+
+
 def _num(x: float) -> float | None:
     return None if x != x else float(x)
 
 
 def _text(x: object) -> str | None:
     return None if x is None or x == "" or x != x else str(x)
-
-
-def to_records(scorer: Scorer, scored: ScoredRows) -> list[dict[str, Any]]:
-    """The core's answer as one JSON-ready dict per scored row (the API's ClientScore).
-
-    Carries no personal data beyond the client id: state, numbers, offers, flags, manager ids
-    (staff, not client data) and reasons in words.
-    """
-    snap, plan = scorer.snapshot, scorer.snapshot.plan
-    rows = scored.rows
-    flags = flag_lists(plan, rows)
-    cutoff = snap.cutoff_at.isoformat()
-    out: list[dict[str, Any]] = []
-    for i, r in enumerate(rows.tolist()):
-        kind = plan.model_kind[r]
-        out.append(
-            {
-                "client_id": snap.client_ids[r],
-                "cutoff_at": cutoff,
-                "state": snap.state[r],
-                "model": kind or None,
-                "churn_probability": _num(scored.churn_probability[i]),
-                "winback_probability": _num(scored.winback_probability[i]),
-                "value": float(plan.value[r]),
-                "value_class": plan.value_class[r],
-                "campaign": scored.campaign[i],
-                "priority": _num(scored.priority[i]),
-                "offer": _text(plan.offer[r]) if kind else None,
-                "offer_cost": float(plan.offer_cost[r]) if kind else None,
-                "excluded_reason": _text(scored.excluded_reason[i]),
-                "tier": _text(plan.tier[r]),
-                "flags": flags[i],
-                "avoid_manager_id": _text(plan.avoid_manager_id[r]),
-                "suggested_manager_id": _text(plan.suggested_manager_id[r]),
-                "reasons": scored.reasons[i],
-                "model_version": scored.model_versions.get(kind) if kind else None,
-            }
-        )
-    return out

@@ -1,0 +1,92 @@
+"""The scoring core's fast paths give exactly the answers of the general path.
+
+The API's single-client route goes through LightGBM's single-row C API (serving.explain.RowPredictor)
+and batches with reasons take their probabilities from one leaf pass (leaf-value sums); both must
+give the same numbers, campaigns and reasons as ``booster.predict`` through the general path, for
+every client of the sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.scorer import load_model
+from serving.config import ScoreParams
+from serving.core import Scorer, prepare_snapshot, to_records
+from serving.explain import PathExplainer, RowPredictor
+from tests.api.conftest import Trained
+
+
+def _scorer(trained: Trained, params: ScoreParams) -> Scorer:
+    churn = load_model("churn", tracking_uri=trained.tracking_uri)
+    winback = load_model("winback", tracking_uri=trained.tracking_uri)
+    snapshot = prepare_snapshot(pd.read_parquet(trained.features_path), params)
+    return Scorer(snapshot, churn, winback, params)
+
+
+@pytest.fixture(scope="module")
+def scorer(trained: Trained, score_params: ScoreParams) -> Scorer:
+    return _scorer(trained, score_params)
+
+
+def test_single_client_path_equals_the_batch_for_every_client(scorer: Scorer) -> None:
+    assert set(scorer.single_row_fast_path) == {"churn", "winback"}
+    batch = to_records(scorer, scorer.score(reasons="all"))
+    kinds = {r["model"] for r in batch}
+    assert kinds == {"churn", "winback", None}  # both models and the no-model path are covered
+    assert any(r["reasons"] for r in batch)
+    for row, expected in enumerate(batch):
+        assert scorer.score_one(row) == expected, expected["client_id"]
+
+
+def test_one_leaf_pass_gives_what_two_predictions_give(trained: Trained, scorer: Scorer) -> None:
+    assert all(e.raw_from_leaves for e in scorer._explainers.values())
+    general = _scorer(trained, scorer.params)
+    general._explainers = {
+        kind: dataclasses.replace(e, raw_from_leaves=False) for kind, e in general._explainers.items()
+    }
+    for mode in ("all", "listed", "none"):
+        fast, slow = scorer.score(reasons=mode), general.score(reasons=mode)
+        np.testing.assert_array_equal(fast.churn_probability, slow.churn_probability)
+        np.testing.assert_array_equal(fast.winback_probability, slow.winback_probability)
+        assert to_records(scorer, fast) == to_records(general, slow), mode
+    listed = scorer.score(reasons="listed")
+    on_list = listed.campaign != "none"
+    assert on_list.any() and (~on_list).any()
+    assert any(w for w, o in zip(listed.reasons, on_list, strict=True) if o)
+    assert not any(w for w, o in zip(listed.reasons, on_list, strict=True) if not o)
+
+
+def test_row_predictor_gives_booster_predict_numbers(scorer: Scorer) -> None:
+    rng = np.random.default_rng(7)
+    for model in (scorer.churn, scorer.winback):
+        predictor = RowPredictor(model.booster, len(model.feature_names))
+        X = scorer.snapshot.matrix[:, scorer._cols[model.kind]][:300].copy()
+        X[rng.random(X.shape) < 0.2] = np.nan
+        raw = model.booster.predict(X, raw_score=True, num_threads=1)
+        leaves = model.booster.predict(X, pred_leaf=True, num_threads=1)
+        for i in range(X.shape[0]):
+            got_raw, got_leaves = predictor.raw_score_and_leaves(X[i])
+            assert got_raw == raw[i]
+            np.testing.assert_array_equal(got_leaves, leaves[i])
+            assert predictor.raw_score(X[i]) == raw[i]
+
+
+def test_leaf_sums_are_not_used_where_they_are_not_the_raw_score() -> None:
+    """Linear trees add a linear model in each leaf: leaf values alone are not the prediction."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.5, size=400) > 0).astype(float)
+    names = [f"f{i}" for i in range(4)]
+    params = {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": 1}
+    plain = lgb.train(params, lgb.Dataset(X, y, feature_name=names), num_boost_round=10)
+    linear = lgb.train(
+        {**params, "linear_tree": True}, lgb.Dataset(X, y, feature_name=names), num_boost_round=10
+    )
+    assert PathExplainer.from_booster(plain, names).raw_from_leaves
+    assert not PathExplainer.from_booster(linear, names).raw_from_leaves
