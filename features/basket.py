@@ -25,7 +25,7 @@ import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureParams
-from features.rfm import SECONDS_PER_DAY, SHORT_DAYS, TREND_DAYS, YEAR_DAYS
+from features.rfm import SECONDS_PER_DAY, SHORT_DAYS, TREND_DAYS, YEAR_DAYS, sum_counts
 
 #: The "buying right now" window of ``orders_14d``, days.
 RECENT_DAYS = 14
@@ -33,33 +33,79 @@ RECENT_DAYS = 14
 PERIOD_DAYS = 30
 
 
-def basket_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Per (client, cutoff) aggregates of the basket, return and regularity features.
+def basket_bucket_aggregates(o: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Per (client, bucket) all-time sums and counts of baskets and the last return (``o``: orders).
 
-    ``j`` is prepared orders (``features.rfm.prepare_orders``) joined to the cutoffs on
-    ``ordered_at < cutoff_at``; it needs ``start_90`` and ``start_365`` (the contract windows).
+    ``o`` is prepared orders (``features.rfm.prepare_orders``) with their bucket; the roll-up over
+    the buckets before a cutoff is :func:`basket_aggregates`.
+    """
+    done = o.is_completed
+    has_items = done & o.item_count.notnull()
+    has_units = done & o.quantity.notnull()
+    has_both = has_items & o.quantity.notnull()
+    return {
+        "b_items_n": o.count(where=has_items),
+        "b_items_s": o.item_count.sum(where=has_items),
+        "b_units_n": o.count(where=has_units),
+        "b_units_s": o.quantity.sum(where=has_units),
+        "b_both_units": o.quantity.sum(where=has_both),
+        "b_both_items": o.item_count.sum(where=has_both),
+        "b_last_returned_s": o.ordered_s.max(where=o.status == "returned"),
+    }
+
+
+def basket_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """All-time basket aggregates per (client, cutoff) from earlier buckets (``j``: buckets ⋈ cutoffs)."""
+    items_n = sum_counts(j.b_items_n)
+    units_n = sum_counts(j.b_units_n)
+    null_f = ibis.null("float64")
+    return {
+        "agg_bsk_items_mean": ibis.ifelse(items_n > 0, j.b_items_s.sum().cast("float64") / items_n, null_f),
+        "agg_bsk_units_mean": ibis.ifelse(units_n > 0, j.b_units_s.sum() / units_n, null_f),
+        "agg_bsk_units_sum": j.b_both_units.sum(),
+        "agg_bsk_items_sum": sum_counts(j.b_both_items),
+        "agg_bsk_items_n": items_n,
+        "agg_bsk_items_s": sum_counts(j.b_items_s),
+        "agg_bsk_last_returned_s": j.b_last_returned_s.max(),
+    }
+
+
+def basket_window_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Windowed basket, return and recent-order aggregates per (client, cutoff).
+
+    ``j`` is prepared orders joined to the cutoffs on ``start_365 <= ordered_at < cutoff_at`` (the
+    largest window); it needs ``start_90`` and ``start_365`` (the contract windows).
     """
     done = j.is_completed
     returned = j.status == "returned"
-    has_items = done & j.item_count.notnull()
-    has_both = has_items & j.quantity.notnull()
-    recent = j.ordered_at >= j[f"start_{TREND_DAYS}"]
+    recent_items = done & j.item_count.notnull() & (j.ordered_at >= j[f"start_{TREND_DAYS}"])
     age_days = (j.cutoff_s - j.ordered_s) / SECONDS_PER_DAY
-    period = (age_days / float(PERIOD_DAYS)).floor()
     return {
-        "agg_bsk_items_mean": j.item_count.mean(where=has_items),
-        "agg_bsk_units_mean": j.quantity.mean(where=done & j.quantity.notnull()),
-        "agg_bsk_units_sum": j.quantity.sum(where=has_both),
-        "agg_bsk_items_sum": j.item_count.sum(where=has_both),
-        "agg_bsk_items_recent": j.item_count.mean(where=has_items & recent),
-        "agg_bsk_items_before": j.item_count.mean(where=has_items & ~recent),
+        "agg_bsk_items_recent": j.item_count.mean(where=recent_items),
+        "agg_bsk_items_recent_n": j.count(where=recent_items),
+        "agg_bsk_items_recent_s": j.item_count.sum(where=recent_items),
         "agg_bsk_returned_short": j.amount.sum(where=returned & (j.ordered_at >= j[f"start_{SHORT_DAYS}"])),
         "agg_bsk_returned_year": j.amount.sum(where=returned & (j.ordered_at >= j[f"start_{YEAR_DAYS}"])),
-        "agg_bsk_last_returned_s": j.ordered_s.max(where=returned),
         "agg_bsk_orders_recent": j.count(where=done & (age_days < float(RECENT_DAYS))),
-        "agg_bsk_active_periods": period.nunique(where=done),
-        "agg_bsk_first_period": period.max(where=done),
     }
+
+
+def period_collisions(j: ir.Table) -> dict[str, ir.Value]:
+    """Completed orders in the same 30-day period as the client's previous one, per (client, cutoff).
+
+    ``j`` is completed orders with ``prev_s`` (``features.rfm.prepare_gaps``) less than a period
+    (plus a day) after the previous one, joined to the cutoffs they precede. Periods count back
+    from the cutoff and are monotone in time, so the distinct periods holding an order are the
+    completed orders minus these collisions: a distinct count that copies only close pairs of
+    orders to the later cutoffs, not every order.
+    """
+    same = _period(j.cutoff_s, j.prev_s) == _period(j.cutoff_s, j.ordered_s)
+    return {"agg_bsk_collisions": j.count(where=same)}
+
+
+def _period(cutoff_s: ir.FloatingValue, at_s: ir.FloatingValue) -> ir.IntegerValue:
+    """The 30-day period, counted back from the cutoff (0 = the last 30 days), holding ``at_s``."""
+    return ((cutoff_s - at_s) / SECONDS_PER_DAY / float(PERIOD_DAYS)).floor()
 
 
 def derive_basket(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
@@ -76,7 +122,15 @@ def derive_basket(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
     zero_f = ibis.literal(0.0)
     null_f = ibis.null("float64")
     items_sum = t.agg_bsk_items_sum
-    recent, before = t.agg_bsk_items_recent, t.agg_bsk_items_before
+    n_before = t.agg_bsk_items_n.fill_null(0) - t.agg_bsk_items_recent_n.fill_null(0)
+    before = ibis.ifelse(
+        n_before > 0,
+        (t.agg_bsk_items_s - t.agg_bsk_items_recent_s.fill_null(0)).cast("float64") / n_before,
+        null_f,
+    )
+    recent = t.agg_bsk_items_recent
+    first_period = _period(t.cutoff_s, t.agg_first_s)
+    active_periods = t.orders_total.fill_null(0) - t.agg_bsk_collisions.fill_null(0)
     return {
         "items_per_order_mean": t.agg_bsk_items_mean.cast("float64"),
         "units_per_order_mean": t.agg_bsk_units_mean.cast("float64"),
@@ -91,8 +145,6 @@ def derive_basket(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
         "days_since_last_return": (t.cutoff_s - t.agg_bsk_last_returned_s) / SECONDS_PER_DAY,
         "orders_14d": t.agg_bsk_orders_recent.fill_null(0),
         "active_months_share": ibis.ifelse(
-            t.agg_bsk_first_period.notnull(),
-            t.agg_bsk_active_periods.cast("float64") / (t.agg_bsk_first_period + 1.0),
-            null_f,
+            first_period.notnull(), active_periods.cast("float64") / (first_period + 1.0), null_f
         ),
     }

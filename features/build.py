@@ -14,28 +14,46 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-from features.basket import basket_aggregates, derive_basket
+from features.basket import (
+    PERIOD_DAYS,
+    basket_aggregates,
+    basket_bucket_aggregates,
+    basket_window_aggregates,
+    derive_basket,
+    period_collisions,
+)
 from features.complaints import complaint_aggregates, derive_complaints, prepare_complaints
 from features.config import FeatureParams
 from features.contacts import contact_aggregates, derive_contacts, prepare_contacts
 from features.contract import FEATURE_COLUMNS, LABEL_COLUMNS
 from features.labels import derive_labels, future_orders
-from features.lifecycle import LAPSED_OR_LOST, derive_lifecycle, last_contact_managers, lifecycle_aggregates
-from features.payments import derive_payments, payment_aggregates
+from features.lifecycle import (
+    LAPSED_OR_LOST,
+    derive_lifecycle,
+    last_contact_managers,
+    lifecycle_aggregates,
+    lifecycle_bucket_aggregates,
+)
+from features.payments import derive_payments, payment_aggregates, payment_bucket_aggregates
 from features.rfm import (
     SECONDS_PER_DAY,
+    YEAR_DAYS,
     check_windows,
     derive_rfm,
     gap_aggregates,
+    gap_bucket_aggregates,
     prepare_gaps,
     prepare_orders,
     rfm_aggregates,
+    rfm_bucket_aggregates,
+    rfm_window_aggregates,
 )
-from features.rhythm import check_decay_days, derive_rhythm, rhythm_aggregates
-from features.tables import CleanTables, cutoff_instant, cutoffs_frame, cutoffs_table
+from features.rhythm import check_decay_days, derive_rhythm, rhythm_aggregates, rhythm_bucket_aggregates
+from features.tables import CUTOFF_TIMESTAMP, CleanTables, cutoff_instant, cutoffs_frame, cutoffs_table
 
 KEYS = ["client_id", "cutoff_id"]
 
@@ -87,6 +105,77 @@ def _per_cutoff(
     return j.group_by(KEYS).aggregate(**aggs(j))
 
 
+def _in_window(
+    source: ir.Table, cutoffs: ir.Table, aggs: Callable[[ir.Table], dict[str, ir.Value]], days: int
+) -> ir.Table:
+    """Join ``source`` to the cutoffs whose last ``days`` days hold its ``ordered_at`` and aggregate."""
+    j = source.join(
+        cutoffs,
+        [source.ordered_at < cutoffs.cutoff_at, source.ordered_at >= cutoffs[f"start_{days}"]],
+    )
+    return j.group_by(KEYS).aggregate(**aggs(j))
+
+
+def _rolled_up(
+    buckets: ir.Table, cutoffs: ir.Table, aggs: Callable[[ir.Table], dict[str, ir.Value]]
+) -> ir.Table:
+    """Roll per-(client, bucket) aggregates up to every cutoff after the bucket (``bucket <= cutoff_id``)."""
+    j = buckets.join(cutoffs, buckets.bucket <= cutoffs.cutoff_id)
+    return j.group_by(KEYS).aggregate(**aggs(j))
+
+
+def bucket_of(ts: ir.TimestampValue, cutoffs: Sequence[dt.date]) -> ir.IntegerValue:
+    """The index of the first cutoff after ``ts`` (``ts < cutoff_at``); ``len(cutoffs)`` when none is or null.
+
+    A row stamped ``ts`` is known at cutoff ``k`` exactly when ``bucket_of(ts) <= k``, so per-bucket
+    sums rolled up over ``bucket <= k`` give the all-time value at every cutoff while each row is
+    summed once, not once per later cutoff.
+    """
+    days = sorted(set(cutoffs))
+    return ibis.cases(
+        *((ts < ibis.literal(cutoff_instant(d), type=CUTOFF_TIMESTAMP), i) for i, d in enumerate(days)),
+        else_=len(days),
+    )
+
+
+def _columns(table: ir.Table, names: Sequence[str]) -> ir.Table:
+    """``table`` narrowed to ``names``, as its own projection of the underlying table when it is one.
+
+    Several consumers selecting from one shared projection make DuckDB materialise it as a CTE
+    (10M orders in memory, spilling at 1M clients); each consumer projecting its own columns from
+    the Parquet scan keeps every pipeline streaming.
+    """
+    op = table.op()
+    if isinstance(op, ops.Project):
+        return ops.Project(op.parent, {n: op.values[n] for n in names}).to_expr()
+    return table.select(*names)
+
+
+#: The order columns each consumer reads (distinct sets, see ``_columns``).
+ORDER_COLUMNS = (
+    "client_id",
+    "ordered_at",
+    "ordered_at_s",
+    "amount",
+    "margin",
+    "status",
+    "item_count",
+    "quantity",
+)
+PAYMENT_COLUMNS = (
+    "client_id",
+    "ordered_at",
+    "ordered_at_s",
+    "amount",
+    "status",
+    "due_at",
+    "due_at_s",
+    "paid_at",
+    "paid_at_s",
+)
+WINDOW_ORDER_COLUMNS = ("client_id", "ordered_at", "ordered_at_s", "amount", "margin", "status", "item_count")
+
+
 def build_feature_table(
     con: BaseBackend,
     tables: CleanTables,
@@ -104,9 +193,10 @@ def build_feature_table(
     """
     check_windows(params)
     check_decay_days(params)
+    days = sorted(set(cutoffs))
     cut = cutoffs_table(
         cutoffs_frame(
-            cutoffs,
+            days,
             windows_days=params.windows_days,
             horizon_days=params.horizon_days,
             export_date=export_date,
@@ -116,33 +206,82 @@ def build_feature_table(
     base = clients.join(cut, clients.created_at < cut.cutoff_at)
 
     # orders on/after the last cutoff never enter a feature (labels read tables.orders directly);
-    # dropping them before the gap window keeps that sort small when cutoffs end before the export
-    last_cutoff = cutoff_instant(max(cutoffs))
-    known_orders = tables.orders.filter(tables.orders.ordered_at < last_cutoff)
-    orders = prepare_orders(known_orders)
-    gaps = prepare_gaps(known_orders)
-    complaints = prepare_complaints(tables.complaints)
-    contacts = prepare_contacts(tables.contacts)
+    # dropping them first keeps the gap window's sort and the buckets small
+    last_cutoff = cutoff_instant(days[-1])
+    anchor_s = last_cutoff.timestamp()
+    year = max(params.windows_days)
 
-    agg_orders = _per_cutoff(
-        orders,
-        "ordered_at",
+    def known(cols: Sequence[str]) -> ir.Table:
+        o = _columns(tables.orders, cols)
+        return o.filter(o.ordered_at < last_cutoff)
+
+    # all-time order aggregates: one row per (client, bucket, payment buckets), rolled up per cutoff
+    orders = prepare_orders(known(ORDER_COLUMNS))
+    orders = orders.mutate(bucket=bucket_of(orders.ordered_at, days))
+    order_buckets = orders.group_by(["client_id", "bucket"]).aggregate(
+        **rfm_bucket_aggregates(orders, params),
+        **rhythm_bucket_aggregates(orders, params, anchor_s),
+        **basket_bucket_aggregates(orders, params),
+    )
+    agg_orders = _rolled_up(
+        order_buckets,
         cut,
         lambda j: {
             **rfm_aggregates(j, params),
-            **payment_aggregates(j, params),
-            **rhythm_aggregates(j, params),
+            **rhythm_aggregates(j, params, anchor_s),
             **basket_aggregates(j, params),
         },
     )
-    agg_gaps = _per_cutoff(
-        gaps, "ordered_at", cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
+    # payments: orders with a due date, bucketed by when they fall due, get paid and leave the year
+    dues = prepare_orders(known(PAYMENT_COLUMNS))
+    dues = dues.filter(dues.due_at.notnull()).mutate(
+        bucket=bucket_of(ibis.greatest(dues.ordered_at, dues.due_at), days),
+        b_paid_bucket=bucket_of(dues.paid_at, days),
+        b_due_exit_bucket=bucket_of(dues.due_at + ibis.interval(days=YEAR_DAYS), days),
     )
+    dues = dues.filter(dues.bucket < len(days))
+    due_buckets = dues.group_by(["client_id", "bucket", "b_paid_bucket", "b_due_exit_bucket"]).aggregate(
+        **payment_bucket_aggregates(dues, params, anchor_s)
+    )
+    agg_payments = _rolled_up(due_buckets, cut, lambda j: payment_aggregates(j, params, anchor_s))
+    # windowed order aggregates: each order meets only the cutoffs whose largest window holds it
+    recent = prepare_orders(known(WINDOW_ORDER_COLUMNS))
+    recent = recent.filter(recent.ordered_at >= cutoff_instant(days[0]) - dt.timedelta(days=year))
+    agg_window = _in_window(
+        recent,
+        cut,
+        lambda j: {**rfm_window_aggregates(j, params), **basket_window_aggregates(j, params)},
+        year,
+    )
+    # gaps between completed orders: bucket sums rolled up, and the close pairs for active periods
+    gaps = prepare_gaps(known(("client_id", "ordered_at", "ordered_at_s", "status")))
+    gaps = gaps.mutate(bucket=bucket_of(gaps.ordered_at, days))
+    gap_buckets = gaps.group_by(["client_id", "bucket"]).aggregate(
+        **gap_bucket_aggregates(gaps, params), **lifecycle_bucket_aggregates(gaps, params)
+    )
+    agg_gaps = _rolled_up(
+        gap_buckets, cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
+    )
+    close = gaps.filter(gaps.gap_days < float(PERIOD_DAYS + 1))
+    agg_periods = _per_cutoff(close, "ordered_at", cut, period_collisions)
+
+    complaints = prepare_complaints(tables.complaints)
+    contacts = prepare_contacts(tables.contacts)
     agg_complaints = _per_cutoff(complaints, "created_at", cut, lambda j: complaint_aggregates(j, params))
     agg_contacts = _per_cutoff(contacts, "contacted_at", cut, lambda j: contact_aggregates(j, params))
 
     t = base
-    for other in (agg_orders, agg_gaps, agg_complaints, agg_contacts, future_orders(tables.orders, cut)):
+    future = future_orders(_columns(tables.orders, ("client_id", "ordered_at", "status")), cut)
+    for other in (
+        agg_orders,
+        agg_payments,
+        agg_window,
+        agg_gaps,
+        agg_periods,
+        agg_complaints,
+        agg_contacts,
+        future,
+    ):
         t = _attach(t, other)
 
     recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY

@@ -16,26 +16,38 @@ import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureParams
-from features.rfm import SECONDS_PER_DAY
+from features.rfm import SECONDS_PER_DAY, sum_counts
 
 LAPSED_OR_LOST = ("lapsed_90", "lapsed_180", "lapsed_360", "lost")
 
 
-def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Past losses (gaps ≥ tiers[0]), the last return (epoch seconds) and the loss date.
+def lifecycle_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Per (client, bucket) loss gaps (≥ tiers[0] days), last return and last completed order.
 
-    ``j`` is completed orders with their gaps (``features.rfm.prepare_gaps``) joined to the
-    cutoffs. ``loss_at`` is computed here, on this narrow aggregate, so the loss manager is looked
-    up without touching the wide feature table.
+    ``g`` is completed orders with their gaps (``features.rfm.prepare_gaps``) and their bucket.
+    """
+    loss_gap = g.gap_days >= params.lapse_tiers_days[0]
+    return {
+        "b_loss_gaps": g.count(where=loss_gap),
+        "b_last_return_s": g.ordered_s.max(where=loss_gap),
+        "b_done_last_at": g.ordered_at.max(),
+        "b_done_last_s": g.ordered_s.max(),
+    }
+
+
+def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Past losses, the last return (epoch seconds) and the loss date (``j``: buckets ⋈ cutoffs).
+
+    ``loss_at`` is computed here, on this narrow aggregate, so the loss manager is looked up
+    without touching the wide feature table.
     """
     t0 = params.lapse_tiers_days[0]
-    loss_gap = j.gap_days >= t0
-    lapsed = (j.cutoff_s.max() - j.ordered_s.max()) / SECONDS_PER_DAY >= t0
+    lapsed = (j.cutoff_s.max() - j.b_done_last_s.max()) / SECONDS_PER_DAY >= t0
     return {
-        "agg_loss_gaps": j.count(where=loss_gap),
-        "agg_last_return_s": j.ordered_s.max(where=loss_gap),
+        "agg_loss_gaps": sum_counts(j.b_loss_gaps),
+        "agg_last_return_s": j.b_last_return_s.max(),
         "loss_at": ibis.ifelse(
-            lapsed, j.ordered_at.max() + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
+            lapsed, j.b_done_last_at.max() + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
         ),
     }
 

@@ -1,10 +1,10 @@
 """Recency, frequency and monetary features of completed orders before a cutoff.
 
-All aggregates are conditional aggregates over ``orders ⋈ cutoffs`` (rows with
-``ordered_at < cutoff_at``), grouped once by (client, cutoff) together with the payment and
-lifecycle aggregates (see ``features.build``). Gaps between consecutive completed orders are
-computed once on the order table with ``lag()``; a gap belongs to the later order, so the
-``ordered_at < cutoff_at`` filter keeps exactly the gaps known at the cutoff.
+All-time aggregates are summed once per (client, bucket of orders between two cutoffs) and
+rolled up over the buckets before each cutoff; windowed aggregates are conditional aggregates
+over the orders inside the largest window of each cutoff (see ``features.build``). Gaps between
+consecutive completed orders are computed once on the order table with ``lag()``; a gap belongs
+to the later order, so keeping orders before the cutoff keeps exactly the gaps known at it.
 """
 
 from __future__ import annotations
@@ -33,57 +33,113 @@ def check_windows(params: FeatureParams) -> None:
 
 
 def prepare_orders(orders: ir.Table) -> ir.Table:
-    """Per-order columns computed once for every cutoff: completion flag and epoch seconds."""
-    return orders.mutate(
-        is_completed=orders.status == "completed",
-        ordered_s=orders.ordered_at_s,
-        due_s=orders.due_at_s,
-        paid_s=orders.paid_at_s,
-    )
+    """Per-order columns computed once for every cutoff: completion flag and epoch seconds.
+
+    ``orders`` may be narrowed to the columns a consumer needs; due and paid seconds are added
+    when their timestamps are there.
+    """
+    extra = {f"{c}_s": orders[f"{c}_at_s"] for c in ("due", "paid") if f"{c}_at_s" in orders.columns}
+    return orders.mutate(is_completed=orders.status == "completed", ordered_s=orders.ordered_at_s, **extra)
 
 
 def prepare_gaps(orders: ir.Table) -> ir.Table:
     """Completed orders with ``gap_days``, the time since the client's previous completed order.
 
-    Days (double), null for a client's first completed order. A narrow table (client, time, gap)
-    so the window sort stays small; the gap belongs to the later order, so filtering it by
-    ``ordered_at < cutoff_at`` keeps exactly the gaps known at the cutoff.
+    Days (double), null for a client's first completed order; ``prev_s`` is that previous order's
+    epoch seconds. A narrow table (client, time, gap) so the window sort stays small; the gap
+    belongs to the later order, so keeping rows ordered before the cutoff keeps exactly the gaps
+    known at the cutoff.
     """
     done = orders.filter(orders.status == "completed").select(
         "client_id", "ordered_at", ordered_s=orders.ordered_at_s
     )
     # ties in ordered_at need no tie-break: the gaps between tied orders are 0 whichever comes first
     w = ibis.window(group_by=done.client_id, order_by=done.ordered_s)
-    return done.mutate(gap_days=(done.ordered_s - done.ordered_s.lag().over(w)) / SECONDS_PER_DAY)
+    prev = done.ordered_s.lag().over(w)
+    return done.mutate(prev_s=prev, gap_days=(done.ordered_s - prev) / SECONDS_PER_DAY)
+
+
+def sum_counts(counts: ir.IntegerValue) -> ir.IntegerValue:
+    """The int64 sum of per-bucket counts on every backend.
+
+    DuckDB sums BIGINT into HUGEINT, which Ibis still types as int64 (so a later cast to int64
+    is dropped) and Parquet stores as DOUBLE; summing as double (exact below 2**53) and casting
+    back gives a real BIGINT.
+    """
+    return counts.cast("float64").sum().cast("int64")
+
+
+def gap_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Per (client, bucket) sums of the gaps (``g``: gaps with their bucket, see ``features.build``)."""
+    return {
+        "b_gaps": g.gap_days.count(),
+        "b_gap_sum": g.gap_days.sum(),
+        "b_gap_sq": (g.gap_days * g.gap_days).sum(),
+    }
 
 
 def gap_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Mean and spread of the gaps between completed orders before the cutoff (``j``: gaps ⋈ cutoffs)."""
+    """Mean and sample spread of the gaps before the cutoff from the bucket sums (``j``: buckets ⋈ cutoffs).
+
+    The spread is ``sqrt((Σg² - (Σg)²/n) / (n - 1))`` (clamped at 0 against rounding), so a gap
+    is summed once per client and bucket instead of once per later cutoff.
+    """
+    n = sum_counts(j.b_gaps)
+    s = j.b_gap_sum.sum()
+    var = (j.b_gap_sq.sum() - s * s / n) / (n - 1)
     return {
-        "gap_mean_days": j.gap_days.mean(),
-        "agg_gap_std": j.gap_days.std(how="sample"),
-        "agg_gaps": j.gap_days.count(),
+        "gap_mean_days": ibis.ifelse(n > 0, s / n, ibis.null("float64")),
+        "agg_gap_std": ibis.ifelse(n >= 2, ibis.greatest(var, 0.0).sqrt(), ibis.null("float64")),
+        "agg_gaps": n,
+    }
+
+
+def rfm_bucket_aggregates(o: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """All-time sums, counts and extremes per (client, bucket) (``o``: prepared orders with buckets).
+
+    A bucket holds the orders between two consecutive cutoffs; the all-time value at a cutoff is
+    the roll-up of every earlier bucket (``rfm_aggregates``). Sums of sums keep SQL's null rule:
+    a margin sum is null only when every margin in it is null.
+    """
+    done = o.is_completed
+    return {
+        "b_orders": o.count(where=done),
+        "b_amount": o.amount.sum(where=done),
+        "b_margin": o.margin.sum(where=done),
+        "b_first_at": o.ordered_at.min(where=done),
+        "b_last_at": o.ordered_at.max(where=done),
+        "b_first_s": o.ordered_s.min(where=done),
+        "b_last_s": o.ordered_s.max(where=done),
+        "b_orders_all": o.count(),
+        "b_cancelled": o.count(where=o.status == "cancelled"),
+        "b_returned": o.count(where=o.status == "returned"),
     }
 
 
 def rfm_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Aggregates over completed (and all) orders before the cutoff, per (client, cutoff).
+    """All-time RFM aggregates per (client, cutoff) from the buckets before it (``j``: buckets ⋈ cutoffs)."""
+    return {
+        "orders_total": sum_counts(j.b_orders),
+        "amount_total": j.b_amount.sum(),
+        "margin_total": j.b_margin.sum(),
+        "first_order_at": j.b_first_at.min(),
+        "last_order_at": j.b_last_at.max(),
+        "agg_first_s": j.b_first_s.min(),
+        "agg_last_s": j.b_last_s.max(),
+        "agg_orders_all": sum_counts(j.b_orders_all),
+        "cancelled_orders_total": sum_counts(j.b_cancelled),
+        "returned_orders_total": sum_counts(j.b_returned),
+    }
 
-    ``j`` is prepared orders joined to the cutoffs table on ``ordered_at < cutoff_at``.
+
+def rfm_window_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Windowed aggregates over completed orders in [cutoff - 365 days, cutoff), per (client, cutoff).
+
+    ``j`` is prepared orders joined to the cutoffs on ``start_365 <= ordered_at < cutoff_at`` (the
+    largest window), so an order is copied only to the cutoffs whose windows it falls in.
     """
     done = j.is_completed
-    aggs: dict[str, ir.Value] = {
-        "orders_total": j.count(where=done),
-        "amount_total": j.amount.sum(where=done),
-        "margin_total": j.margin.sum(where=done),
-        "first_order_at": j.ordered_at.min(where=done),
-        "last_order_at": j.ordered_at.max(where=done),
-        "agg_first_s": j.ordered_s.min(where=done),
-        "agg_last_s": j.ordered_s.max(where=done),
-        "agg_orders_all": j.count(),
-        "cancelled_orders_total": j.count(where=j.status == "cancelled"),
-        "returned_orders_total": j.count(where=j.status == "returned"),
-    }
+    aggs: dict[str, ir.Value] = {}
     for w in params.windows_days:
         in_w = done & (j.ordered_at >= j[f"start_{w}"])
         aggs[f"orders_{w}d"] = j.count(where=in_w)

@@ -44,14 +44,26 @@ def check_decay_days(params: FeatureParams) -> None:
         )
 
 
-def rhythm_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Exponentially decayed counts of completed orders before the cutoff (``j``: orders ⋈ cutoffs).
+def rhythm_bucket_aggregates(o: ir.Table, params: FeatureParams, anchor_s: float) -> dict[str, ir.Value]:
+    """Per (client, bucket) sums of ``exp((ordered - anchor) / d)`` over completed orders, per decay d.
+
+    ``exp(-(cutoff - t) / d) = exp(-(cutoff - anchor) / d) * exp((t - anchor) / d)``, so the decayed
+    count at a cutoff is a plain sum over earlier buckets times one factor. ``anchor_s`` (epoch
+    seconds) is the last cutoff: every order used is before it, so no term overflows.
+    """
+    age_days = (anchor_s - o.ordered_s) / SECONDS_PER_DAY
+    done = o.is_completed
+    return {f"b_decay_{d}": (-age_days / float(d)).exp().sum(where=done) for d in params.rhythm.decay_days}
+
+
+def rhythm_aggregates(j: ir.Table, params: FeatureParams, anchor_s: float) -> dict[str, ir.Value]:
+    """Exponentially decayed counts of completed orders before the cutoff (``j``: buckets ⋈ cutoffs).
 
     ``decayed_orders_{d}d`` = sum over completed orders of ``exp(-age_days / d)``; unitless counts.
     """
-    age_days = (j.cutoff_s - j.ordered_s) / SECONDS_PER_DAY
+    shift_days = (j.cutoff_s.max() - anchor_s) / SECONDS_PER_DAY
     return {
-        f"decayed_orders_{d}d": (-age_days / float(d)).exp().sum(where=j.is_completed)
+        f"decayed_orders_{d}d": j[f"b_decay_{d}"].sum() * (-shift_days / float(d)).exp()
         for d in params.rhythm.decay_days
     }
 

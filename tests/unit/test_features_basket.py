@@ -91,18 +91,32 @@ def test_every_basket_feature_is_written(table: pd.DataFrame) -> None:
 
 
 def test_basket_aggregate_names_collide_with_no_other_family() -> None:
-    """All families share one grouped aggregate per source table: a shared name would silently
-    replace another family's aggregate (it once nulled days_since_return)."""
+    """Families share grouped aggregates (per bucket, per cutoff, per window) and the wide join: a
+    shared name would silently replace another family's aggregate (it once nulled days_since_return)."""
     import datetime as dt
 
     from _features_frames import frame
 
-    from features.basket import basket_aggregates
+    from features.basket import (
+        basket_aggregates,
+        basket_bucket_aggregates,
+        basket_window_aggregates,
+        period_collisions,
+    )
+    from features.build import bucket_of
     from features.config import FeatureParams
-    from features.lifecycle import lifecycle_aggregates
-    from features.payments import payment_aggregates
-    from features.rfm import gap_aggregates, prepare_gaps, prepare_orders, rfm_aggregates
-    from features.rhythm import rhythm_aggregates
+    from features.lifecycle import lifecycle_aggregates, lifecycle_bucket_aggregates
+    from features.payments import payment_aggregates, payment_bucket_aggregates
+    from features.rfm import (
+        gap_aggregates,
+        gap_bucket_aggregates,
+        prepare_gaps,
+        prepare_orders,
+        rfm_aggregates,
+        rfm_bucket_aggregates,
+        rfm_window_aggregates,
+    )
+    from features.rhythm import rhythm_aggregates, rhythm_bucket_aggregates
     from features.tables import cutoffs_frame, cutoffs_table, tables_from_frames
 
     day = dt.date(2024, 1, 1)
@@ -118,13 +132,45 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
         cutoffs_frame([day], windows_days=params.windows_days, horizon_days=100, export_date=day)
     )
     orders, gaps = prepare_orders(tables.orders), prepare_gaps(tables.orders)
-    j = orders.join(cut, orders.ordered_at < cut.cutoff_at)
-    g = gaps.join(cut, gaps.ordered_at < cut.cutoff_at)
-    others = {
-        *rfm_aggregates(j, params),
-        *payment_aggregates(j, params),
-        *rhythm_aggregates(j, params),
-        *gap_aggregates(g, params),
-        *lifecycle_aggregates(g, params),
+    orders = orders.mutate(
+        bucket=bucket_of(orders.ordered_at, [day]),
+        b_due_bucket=bucket_of(orders.due_at, [day]),
+        b_paid_bucket=bucket_of(orders.paid_at, [day]),
+        b_due_exit_bucket=bucket_of(orders.due_at, [day]),
+    )
+    gaps = gaps.mutate(bucket=bucket_of(gaps.ordered_at, [day]))
+    per_bucket = {
+        "rfm": rfm_bucket_aggregates(orders, params),
+        "payments": payment_bucket_aggregates(orders, params, 0.0),
+        "rhythm": rhythm_bucket_aggregates(orders, params, 0.0),
+        "basket": basket_bucket_aggregates(orders, params),
     }
-    assert not set(basket_aggregates(j, params)) & others
+    ob = orders.group_by(
+        ["client_id", "bucket", "b_due_bucket", "b_paid_bucket", "b_due_exit_bucket"]
+    ).aggregate(**{k: v for aggs in per_bucket.values() for k, v in aggs.items()})
+    gap_bucket = {
+        "gaps": gap_bucket_aggregates(gaps, params),
+        "lifecycle": lifecycle_bucket_aggregates(gaps, params),
+    }
+    gb = gaps.group_by(["client_id", "bucket"]).aggregate(
+        **{k: v for aggs in gap_bucket.values() for k, v in aggs.items()}
+    )
+    j = ob.join(cut, ob.bucket <= cut.cutoff_id)
+    g = gb.join(cut, gb.bucket <= cut.cutoff_id)
+    w = prepare_orders(tables.orders).join(cut, tables.orders.ordered_at < cut.cutoff_at)
+    gj = gaps.join(cut, gaps.ordered_at < cut.cutoff_at)
+    per_cutoff = {
+        "rfm": rfm_aggregates(j, params),
+        "payments": payment_aggregates(j, params, 0.0),
+        "rhythm": rhythm_aggregates(j, params, 0.0),
+        "basket": basket_aggregates(j, params),
+        "gaps": gap_aggregates(g, params),
+        "lifecycle": lifecycle_aggregates(g, params),
+        "rfm_window": rfm_window_aggregates(w, params),
+        "basket_window": basket_window_aggregates(w, params),
+        "basket_periods": period_collisions(gj),
+    }
+    for level in (per_bucket, gap_bucket, per_cutoff):
+        names = [name for aggs in level.values() for name in aggs]
+        assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert "agg_bsk_collisions" in per_cutoff["basket_periods"]  # the check sees every family
