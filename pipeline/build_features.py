@@ -9,9 +9,7 @@ Reads ``CLEAN/{clients,orders,complaints,contacts}.parquet``, builds the feature
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,8 +43,8 @@ def resolve_cutoffs(
     return days
 
 
-def _write_parquet_atomically(con: Any, exprs: list[Any], path: Path, backend: str) -> Path:
-    """Write the batches ``exprs`` in order to a temp file beside ``path``; return the temp path.
+def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
+    """Write the batches ``exprs`` in order to ``tmp`` (the temp file of ``write_atomic``).
 
     One DuckDB batch is written by DuckDB's parallel COPY; several batches (or PySpark) are
     streamed through one Arrow Parquet writer, so the file is the concatenation in batch order
@@ -54,12 +52,9 @@ def _write_parquet_atomically(con: Any, exprs: list[Any], path: Path, backend: s
     """
     import pyarrow.parquet as pq
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     if backend == "duckdb" and len(exprs) == 1:
         con.to_parquet(exprs[0], tmp)
-        return tmp
+        return
     schema = exprs[0].schema().to_pyarrow()
     with pq.ParquetWriter(tmp, schema) as writer:
         for expr in exprs:
@@ -74,7 +69,6 @@ def _write_parquet_atomically(con: Any, exprs: list[Any], path: Path, backend: s
                     part.unlink(missing_ok=True)
             else:
                 writer.write_table(expr.to_pyarrow().cast(schema))
-    return tmp
 
 
 def batch_cutoffs(cutoffs: list[dt.date], n_clients: int, max_rows_per_query: int) -> list[list[dt.date]]:
@@ -136,6 +130,7 @@ def _build_and_write(
     from features.build import build_feature_table, summarize_feature_table
     from features.contract import check_feature_table
     from features.tables import load_clean_tables
+    from models.io import write_atomic, write_json_atomic
 
     tables = load_clean_tables(con, clean)
     n_clients = int(tables.clients.count().to_pyarrow().as_py())
@@ -144,23 +139,19 @@ def _build_and_write(
     target = out / "features.parquet"
     check_feature_table(exprs[0].columns, source=str(target))
     log.info("building %d cutoffs for %d clients in %d batch(es)", len(cutoffs), n_clients, len(batches))
-    tmp = _write_parquet_atomically(con, exprs, target, params.backend)
-    try:
-        summary = summarize_feature_table(con.read_parquet(tmp))
-        summary.update(
-            backend=params.backend,
-            export_date=export_date.isoformat(),
-            horizon_days=params.horizon_days,
-        )
-        fd, tmp_json = tempfile.mkstemp(prefix=".features_summary.json.", suffix=".tmp", dir=out)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2)
-        for done in (tmp, Path(tmp_json)):
-            done.chmod(0o644)  # mkstemp creates files readable by the owner only
-        tmp.replace(target)
-        Path(tmp_json).replace(out / "features_summary.json")
-    finally:
-        tmp.unlink(missing_ok=True)
+    summary: dict[str, Any] = {}
+
+    def write_table(tmp: Path) -> None:
+        # the summary is read from the written file before it replaces the old one, so a failure
+        # in either leaves the previous table in place
+        _write_parquet(con, exprs, tmp, params.backend)
+        summary.update(summarize_feature_table(con.read_parquet(tmp)))
+
+    write_atomic(target, write_table)
+    summary.update(
+        backend=params.backend, export_date=export_date.isoformat(), horizon_days=params.horizon_days
+    )
+    write_json_atomic(out / "features_summary.json", summary)
     log.info("wrote %s (%d rows, %d cutoffs)", target, summary["rows"], len(cutoffs))
     return summary
 
