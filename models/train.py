@@ -72,6 +72,7 @@ def lightgbm_params(kind: ModelKind, params: TrainParams) -> dict[str, Any]:
         "bagging_fraction": b.bagging_fraction,
         "bagging_freq": b.bagging_freq,
         "lambda_l2": b.lambda_l2,
+        "extra_trees": b.extra_trees,
         "seed": params.seed,
         "deterministic": True,
         "force_col_wise": True,
