@@ -17,7 +17,8 @@ every client looking new, as at the test cutoff's earlier cutoffs), score all va
     .venv/bin/python bench/realdata_validation.py \\
         --features data/realdata/online_retail/features/features.parquet --kind churn \\
         --leaves 4 --min-data 100 --rounds 30,50,100 [--drop items_per_order_mean,items_trend_90d] \\
-        [--feature-fraction 0.3 --extra-trees] [--salts 5 --seeds 42,1,2,3] [--strict]
+        [--feature-fraction 0.3 --extra-trees] [--salts 5 --seeds 42,1,2,3] [--strict] \\
+        [--extra /tmp/extra.parquet --add x_unit_price]   (bench/realdata_extra_features.py)
 """
 
 from __future__ import annotations
@@ -86,13 +87,24 @@ def main() -> None:
     ap.add_argument("--seeds", default="42", help="comma-separated LightGBM seeds")
     ap.add_argument("--strict", action="store_true", help="out-of-time check instead of client halves")
     ap.add_argument("--drop", default="", help="comma-separated features to leave out")
+    ap.add_argument("--extra", type=Path, help="x_* prototype columns (bench/realdata_extra_features.py)")
+    ap.add_argument("--add", default="", help="comma-separated x_* columns to add (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    frames = split_frames(read_feature_table(args.features), args.kind, args.horizon_days, "overlap")
+    table = read_feature_table(args.features)
+    added: list[str] = []
+    if args.extra:
+        extra = pd.read_parquet(args.extra)
+        extra["cutoff_at"] = pd.to_datetime(extra.cutoff_at, utc=True).astype(table.cutoff_at.dtype)
+        added = [c for c in args.add.split(",") if c] or [c for c in extra.columns if c.startswith("x_")]
+        table = table.merge(
+            extra[["client_id", "cutoff_at", *added]], on=["client_id", "cutoff_at"], how="left"
+        )
+    frames = split_frames(table, args.kind, args.horizon_days, "overlap")
     drop = {d for d in args.drop.split(",") if d}
-    names = [c for c in FEATURE_COLUMNS if c not in drop]
+    names = [c for c in FEATURE_COLUMNS if c not in drop] + added
     rounds = [int(r) for r in args.rounds.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
     base_auc: list[float] = []
