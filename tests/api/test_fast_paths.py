@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import httpx
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -90,3 +91,44 @@ def test_leaf_sums_are_not_used_where_they_are_not_the_raw_score() -> None:
     )
     assert PathExplainer.from_booster(plain, names).raw_from_leaves
     assert not PathExplainer.from_booster(linear, names).raw_from_leaves
+
+
+def test_plain_single_client_route_answers_as_the_fastapi_route(
+    trained: Trained, score_params: ScoreParams, scorer: Scorer
+) -> None:
+    """The served GET /v1/clients/{id}/score is a plain ASGI route in front of the FastAPI one;
+    with it removed, the FastAPI route must give the same statuses and the same bytes."""
+    from serving.app import SingleClientRoute, create_app
+    from tests.api.conftest import API_KEY, api_settings, serve, wait_ready
+
+    served = create_app(api_settings(trained), score_params)
+    documented = create_app(api_settings(trained), score_params)
+    plain = [
+        r for r in documented.router.routes if isinstance(getattr(r, "endpoint", None), SingleClientRoute)
+    ]
+    assert len(plain) == 1
+    documented.router.routes.remove(plain[0])
+    ids = scorer.snapshot.client_ids.tolist()
+    cases = [(cid, API_KEY) for cid in ids[:40]] + [("ghost", API_KEY), (ids[0], None), (ids[0], "wrong")]
+    with serve(served) as a, serve(documented) as b, httpx.Client(timeout=30) as client:
+        wait_ready(a)
+        wait_ready(b)
+        for cid, key in cases:
+            headers = {"X-API-Key": key} if key else {}
+            one = client.get(f"{a}/v1/clients/{cid}/score", headers=headers)
+            two = client.get(f"{b}/v1/clients/{cid}/score", headers=headers)
+            assert (one.status_code, one.content) == (two.status_code, two.content), (cid, key)
+            assert one.headers["content-type"] == two.headers["content-type"] == "application/json"
+        statuses = {
+            client.get(f"{a}/v1/clients/{cid}/score", headers={"X-API-Key": k or ""}).status_code
+            for cid, k in cases
+        }
+        assert statuses == {200, 401, 404}
+        head = client.head(f"{a}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY})
+        assert head.status_code == 200 and head.content == b""
+        post = client.post(f"{a}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY})
+        assert post.status_code == 405
+        assert (
+            post.json()
+            == client.post(f"{b}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY}).json()
+        )
