@@ -51,8 +51,8 @@ truth.parquet carries two oracles per (client, cutoff D):
   three or more pending complaint draws all create a complaint only the two earliest are
   followed (the error is below the prior weight of that event: 4e-4 for orders on each of the
   last three days, 2.4e-3 on each of the last five; 34 of the 8 651 active clients of the default
-  test cutoff have three or more pending draws). The sums over u in (L, D) are accumulated
-  during the simulation as power-series moments in ``c_u q**-u``
+  test cutoff ordered three or more times in its last ten days). The sums over u in (L, D) are
+  accumulated during the simulation as power-series moments in ``c_u q**-u``
   (:meth:`BlockSimulation._track_observable`), exact to ~1e-9 with no look-back cap. Complaints
   created after L on the alive path count in its hazards whether or not they really arose (they
   do not arise while the client is dormant: conditioning on that would leak the hidden state);
