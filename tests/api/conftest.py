@@ -68,8 +68,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     path = write_features(root / "features" / "features.parquet", features)
     booster = BoosterParams(num_boost_round=60, min_data_in_leaf=20, early_stopping_rounds=15, num_leaves=15)
     params = TrainParams(num_threads=1, churn=booster, winback=booster, register_models=False)
-    models = fit_all(features, params, horizon_days=100)
-    dirs = {}
+    models: dict[str, TrainedModel] = {
+        str(kind): tm for kind, tm in fit_all(features, params, horizon_days=100).items()
+    }
+    dirs: dict[str, Path] = {}
     for kind, tm in models.items():
         dirs[kind] = root / "models" / kind
         save_trained_model(tm, dirs[kind])

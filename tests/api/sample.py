@@ -128,7 +128,7 @@ def make_features(
         loss_manager = np.where(
             np.isin(state, ["lapsed_90", "lapsed_180", "lapsed_360", "lost"]),
             rng.choice(MANAGERS, size=n),
-            None,
+            np.full(n, None, dtype=object),
         )
         frame = pd.DataFrame(
             {
