@@ -7,13 +7,16 @@ Each measurement runs in its own subprocess, so its peak memory (ru_maxrss) is i
 
 * ours-1     the features stage (`run_features`: build_feature_table, Parquet, summary) for one
              cutoff (DuckDB, 2 threads, 2GB memory limit);
-* ours-12    the same for 12 monthly cutoffs (built in batches of at most 2M client rows);
+* ours-12    the same for 12 monthly cutoffs (built in batches of at most 2M client rows that
+             share one cached pass over the orders);
 * duckdb-sql a hand-written DuckDB query over the same Parquet files computing the RFM and
              complaint aggregates for the one cutoff (a subset of our columns), written to Parquet;
 * pandas     the same RFM and complaint aggregates with a plain pandas groupby.
 
 Input data: ``--clean DIR`` with clean Parquet tables (e.g. from `comeback generate` and
-`comeback ingest`), or by default a synthetic sample written by DuckDB SQL (seeded).
+`comeback ingest`), or by default a synthetic sample written by DuckDB SQL (seeded) and kept in
+``--work`` for the next run. ``--repeat N`` runs the whole list N times, interleaved, and reports
+medians; the 1-minute load average is printed beside every measurement (the machine is shared).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import datetime as dt
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -290,6 +294,7 @@ def main() -> None:
         "--work", type=Path, help="folder for generated data and outputs (default: a temp folder)"
     )
     ap.add_argument("--only", nargs="*", default=["duckdb-sql", "ours-1", "pandas", "ours-12"])
+    ap.add_argument("--repeat", type=int, default=1, help="run the list this many times; report medians")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -308,20 +313,30 @@ def main() -> None:
             print(f"generated {clean} in {time.perf_counter() - t:.1f}s")
     n_in = input_rows(clean)
     print(f"input: {n_in:,} rows in {clean} (machine: {os.cpu_count()} cores, {THREADS} threads used)")
-    results = {}
-    for kind in args.only:
-        r = measure(kind, clean, work)
-        results[kind] = r
-        print(
-            f"{kind:<11} {r['seconds']:8.1f} s  {n_in / r['seconds']:>12,.0f} input rows/s  "
-            f"peak RSS {r['peak_mib'] / 1024:5.2f} GiB  {r['rows_out']:>11,} rows out"
-        )
-    if {"ours-1", "duckdb-sql"} <= results.keys():
-        print(f"ours-1 / duckdb-sql : {results['ours-1']['seconds'] / results['duckdb-sql']['seconds']:.2f}x")
-    if {"ours-1", "pandas"} <= results.keys():
-        print(f"pandas / ours-1     : {results['pandas']['seconds'] / results['ours-1']['seconds']:.2f}x")
-    if {"ours-1", "ours-12"} <= results.keys():
-        print(f"ours-12 / ours-1    : {results['ours-12']['seconds'] / results['ours-1']['seconds']:.2f}x")
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in args.only}
+    for i in range(args.repeat):
+        for kind in args.only:
+            load = os.getloadavg()[0]
+            r = measure(kind, clean, work)
+            runs[kind].append(r)
+            print(
+                f"{kind:<11} {r['seconds']:8.1f} s  {n_in / r['seconds']:>12,.0f} input rows/s  "
+                f"peak RSS {r['peak_mib'] / 1024:5.2f} GiB  {r['rows_out']:>11,} rows out  "
+                f"(run {i + 1}, load {load:.1f} -> {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    sec = {kind: statistics.median(r["seconds"] for r in rs) for kind, rs in runs.items()}
+    if args.repeat > 1:
+        for kind, rs in runs.items():
+            peak = max(r["peak_mib"] for r in rs) / 1024
+            rate = n_in / sec[kind]
+            print(f"median {kind:<11} {sec[kind]:8.1f} s  {rate:>12,.0f} rows/s  max peak {peak:.2f} GiB")
+    if {"ours-1", "duckdb-sql"} <= sec.keys():
+        print(f"ours-1 / duckdb-sql : {sec['ours-1'] / sec['duckdb-sql']:.2f}x")
+    if {"ours-1", "pandas"} <= sec.keys():
+        print(f"pandas / ours-1     : {sec['pandas'] / sec['ours-1']:.2f}x")
+    if {"ours-1", "ours-12"} <= sec.keys():
+        print(f"ours-12 / ours-1    : {sec['ours-12'] / sec['ours-1']:.2f}x")
 
 
 if __name__ == "__main__":

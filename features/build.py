@@ -10,8 +10,10 @@ expression runs on DuckDB and on PySpark.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.operations as ops
@@ -176,61 +178,48 @@ PAYMENT_COLUMNS = (
 WINDOW_ORDER_COLUMNS = ("client_id", "ordered_at", "ordered_at_s", "amount", "margin", "status", "item_count")
 
 
-def build_feature_table(
-    con: BaseBackend,
-    tables: CleanTables,
-    cutoffs: Sequence[dt.date],
-    params: FeatureParams,
-    *,
-    export_date: dt.date,
-) -> ir.Table:
-    """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
+@dataclass(frozen=True)
+class OrderBuckets:
+    """Per-(client, bucket) order, payment and gap sums for ``cutoffs``, before any roll-up.
 
-    A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
-    and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
-    when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
-    (contract order); rows sorted by (cutoff_at, client_id).
+    Bucket ``k`` holds the rows first known at ``cutoffs[k]``. Built once by
+    :func:`bucket_orders` and shared by every batch of cutoffs (``build_feature_table(...,
+    buckets=...)``), so a batched build scans, windows and groups the orders once, not per batch.
     """
-    check_windows(params)
-    check_decay_days(params)
-    days = sorted(set(cutoffs))
-    cut = cutoffs_table(
-        cutoffs_frame(
-            days,
-            windows_days=params.windows_days,
-            horizon_days=params.horizon_days,
-            export_date=export_date,
-        ),
-    )
-    clients = tables.clients
-    base = clients.join(cut, clients.created_at < cut.cutoff_at)
 
+    cutoffs: tuple[dt.date, ...]
+    orders: ir.Table
+    dues: ir.Table
+    gaps: ir.Table
+    close: ir.Table
+
+    def tables(self) -> dict[str, ir.Table]:
+        """The four bucket tables by field name (to materialise them, see ``replace``)."""
+        return {"orders": self.orders, "dues": self.dues, "gaps": self.gaps, "close": self.close}
+
+    def replace(self, tables: dict[str, ir.Table]) -> OrderBuckets:
+        """The same buckets with the tables in ``tables`` (e.g. read back from files) swapped in."""
+        return dataclasses.replace(self, **tables)
+
+
+def bucket_orders(tables: CleanTables, cutoffs: Sequence[dt.date], params: FeatureParams) -> OrderBuckets:
+    """The per-bucket sums of the orders for ``cutoffs`` (see :class:`OrderBuckets`)."""
+    days = sorted(set(cutoffs))
     # orders on/after the last cutoff never enter a feature (labels read tables.orders directly);
     # dropping them first keeps the gap window's sort and the buckets small
     last_cutoff = cutoff_instant(days[-1])
     anchor_s = last_cutoff.timestamp()
-    year = max(params.windows_days)
 
     def known(cols: Sequence[str]) -> ir.Table:
         o = _columns(tables.orders, cols)
         return o.filter(o.ordered_at < last_cutoff)
 
-    # all-time order aggregates: one row per (client, bucket, payment buckets), rolled up per cutoff
     orders = prepare_orders(known(ORDER_COLUMNS))
     orders = orders.mutate(bucket=bucket_of(orders.ordered_at, days))
     order_buckets = orders.group_by(["client_id", "bucket"]).aggregate(
         **rfm_bucket_aggregates(orders, params),
         **rhythm_bucket_aggregates(orders, params, anchor_s),
         **basket_bucket_aggregates(orders, params),
-    )
-    agg_orders = _rolled_up(
-        order_buckets,
-        cut,
-        lambda j: {
-            **rfm_aggregates(j, params),
-            **rhythm_aggregates(j, params, anchor_s),
-            **basket_aggregates(j, params),
-        },
     )
     # payments: orders with a due date, bucketed by when they fall due, get paid and leave the year
     dues = prepare_orders(known(PAYMENT_COLUMNS))
@@ -243,27 +232,84 @@ def build_feature_table(
     due_buckets = dues.group_by(["client_id", "bucket", "b_paid_bucket", "b_due_exit_bucket"]).aggregate(
         **payment_bucket_aggregates(dues, params, anchor_s)
     )
-    agg_payments = _rolled_up(due_buckets, cut, lambda j: payment_aggregates(j, params, anchor_s))
+    # gaps between completed orders: bucket sums, and the close pairs for the active periods
+    gaps = prepare_gaps(known(("client_id", "ordered_at", "ordered_at_s", "status")))
+    gaps = gaps.mutate(bucket=bucket_of(gaps.ordered_at, days))
+    gap_buckets = gaps.group_by(["client_id", "bucket"]).aggregate(
+        **gap_bucket_aggregates(gaps, params), **lifecycle_bucket_aggregates(gaps, params)
+    )
+    close = gaps.filter(gaps.gap_days < float(PERIOD_DAYS + 1)).select(
+        "client_id", "ordered_at", "ordered_s", "prev_s"
+    )
+    return OrderBuckets(tuple(days), order_buckets, due_buckets, gap_buckets, close)
+
+
+def build_feature_table(
+    con: BaseBackend,
+    tables: CleanTables,
+    cutoffs: Sequence[dt.date],
+    params: FeatureParams,
+    *,
+    export_date: dt.date,
+    buckets: OrderBuckets | None = None,
+) -> ir.Table:
+    """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
+
+    A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
+    and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
+    when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
+    (contract order); rows sorted by (cutoff_at, client_id). ``buckets`` (from
+    :func:`bucket_orders` over a superset of ``cutoffs``) shares the order sums between batches.
+    """
+    check_windows(params)
+    check_decay_days(params)
+    days = sorted(set(cutoffs))
+    if buckets is None:
+        buckets = bucket_orders(tables, days, params)
+    missing = [d.isoformat() for d in days if d not in buckets.cutoffs]
+    if missing:
+        raise ValueError(f"features: cutoff(s) {', '.join(missing)} not among the bucketed cutoffs")
+    cut = cutoffs_table(
+        cutoffs_frame(
+            days,
+            windows_days=params.windows_days,
+            horizon_days=params.horizon_days,
+            export_date=export_date,
+            ids=[buckets.cutoffs.index(d) for d in days],
+        ),
+    )
+    clients = tables.clients
+    base = clients.join(cut, clients.created_at < cut.cutoff_at)
+    anchor_s = cutoff_instant(buckets.cutoffs[-1]).timestamp()
+    year = max(params.windows_days)
+
+    # all-time aggregates: the buckets rolled up to every later cutoff
+    agg_orders = _rolled_up(
+        buckets.orders,
+        cut,
+        lambda j: {
+            **rfm_aggregates(j, params),
+            **rhythm_aggregates(j, params, anchor_s),
+            **basket_aggregates(j, params),
+        },
+    )
+    agg_payments = _rolled_up(buckets.dues, cut, lambda j: payment_aggregates(j, params, anchor_s))
+    agg_gaps = _rolled_up(
+        buckets.gaps, cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
+    )
+    agg_periods = _per_cutoff(buckets.close, "ordered_at", cut, period_collisions)
     # windowed order aggregates: each order meets only the cutoffs whose largest window holds it
-    recent = prepare_orders(known(WINDOW_ORDER_COLUMNS))
-    recent = recent.filter(recent.ordered_at >= cutoff_instant(days[0]) - dt.timedelta(days=year))
+    recent = prepare_orders(_columns(tables.orders, WINDOW_ORDER_COLUMNS))
+    recent = recent.filter(
+        (recent.ordered_at < cutoff_instant(days[-1]))
+        & (recent.ordered_at >= cutoff_instant(days[0]) - dt.timedelta(days=year))
+    )
     agg_window = _in_window(
         recent,
         cut,
         lambda j: {**rfm_window_aggregates(j, params), **basket_window_aggregates(j, params)},
         year,
     )
-    # gaps between completed orders: bucket sums rolled up, and the close pairs for active periods
-    gaps = prepare_gaps(known(("client_id", "ordered_at", "ordered_at_s", "status")))
-    gaps = gaps.mutate(bucket=bucket_of(gaps.ordered_at, days))
-    gap_buckets = gaps.group_by(["client_id", "bucket"]).aggregate(
-        **gap_bucket_aggregates(gaps, params), **lifecycle_bucket_aggregates(gaps, params)
-    )
-    agg_gaps = _rolled_up(
-        gap_buckets, cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
-    )
-    close = gaps.filter(gaps.gap_days < float(PERIOD_DAYS + 1))
-    agg_periods = _per_cutoff(close, "ordered_at", cut, period_collisions)
 
     complaints = prepare_complaints(tables.complaints)
     contacts = prepare_contacts(tables.contacts)

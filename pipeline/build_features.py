@@ -96,7 +96,8 @@ def run_features(
     """Build and write the feature table and its summary; return the summary.
 
     Cutoffs are built together in batches of at most ``max_rows_per_query`` (client, cutoff)
-    rows (see ``batch_cutoffs``); the written file holds every batch in cutoff order.
+    rows (see ``batch_cutoffs``) that share one pass over the orders (``features.build.bucket_orders``,
+    written once to the spill folder); the written file holds every batch in cutoff order.
     """
     from features.tables import connect
 
@@ -106,6 +107,7 @@ def run_features(
         try:
             return _build_and_write(
                 con,
+                Path(spill),
                 clean,
                 out,
                 cutoffs,
@@ -119,6 +121,7 @@ def run_features(
 
 def _build_and_write(
     con: Any,
+    spill: Path,
     clean: Path,
     out: Path,
     cutoffs: list[dt.date],
@@ -127,7 +130,7 @@ def _build_and_write(
     export_date: dt.date,
     max_rows_per_query: int,
 ) -> dict[str, Any]:
-    from features.build import build_feature_table, summarize_feature_table
+    from features.build import bucket_orders, build_feature_table, summarize_feature_table
     from features.contract import check_feature_table
     from features.tables import load_clean_tables
     from models.io import write_atomic, write_json_atomic
@@ -135,7 +138,19 @@ def _build_and_write(
     tables = load_clean_tables(con, clean)
     n_clients = int(tables.clients.count().to_pyarrow().as_py())
     batches = batch_cutoffs(cutoffs, n_clients, max_rows_per_query)
-    exprs = [build_feature_table(con, tables, b, params, export_date=export_date) for b in batches]
+    buckets = None
+    if len(batches) > 1:
+        # the batches share the per-bucket order sums: computed once for every cutoff and written to
+        # the spill folder (a file, not an in-memory table, so the memory limit still holds)
+        buckets = bucket_orders(tables, cutoffs, params)
+        parts: dict[str, Any] = {}
+        for name, table in buckets.tables().items():
+            con.to_parquet(table, spill / f"buckets_{name}.parquet")
+            parts[name] = con.read_parquet(spill / f"buckets_{name}.parquet")
+        buckets = buckets.replace(parts)
+    exprs = [
+        build_feature_table(con, tables, b, params, export_date=export_date, buckets=buckets) for b in batches
+    ]
     target = out / "features.parquet"
     check_feature_table(exprs[0].columns, source=str(target))
     log.info("building %d cutoffs for %d clients in %d batch(es)", len(cutoffs), n_clients, len(batches))
