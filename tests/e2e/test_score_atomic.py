@@ -107,6 +107,16 @@ def test_score_writes_crm_ready_files_and_a_true_manifest(workdir: Path) -> None
         assert (scores.loc[scores["campaign"] == campaign, "priority"] > 0).all()
         assert (lst["cutoff_at"] == "2025-01-01").all()
         assert (lst["reason_1"] != "").all()
+    # The win-back list names the manager at the time of the loss as the one not to assign (the
+    # same column name as the API's), and suggests somebody else.
+    winback = pd.read_csv(out / "winback.csv", encoding="utf-8", keep_default_na=False)
+    features = pd.read_parquet(workdir / "features.parquet")
+    features = features.loc[features["cutoff_at"] == features["cutoff_at"].max()].set_index("client_id")
+    at_loss = features.loc[winback["client_id"], "loss_manager_id"].fillna(
+        features.loc[winback["client_id"], "manager_id"]
+    )
+    assert winback["avoid_manager_id"].tolist() == at_loss.tolist()
+    assert (winback["suggested_manager_id"] != winback["avoid_manager_id"]).all()
     not_listed = manifest["not_listed_by_reason"]["winback"]
     assert not_listed.get("twice_lost", 0) == int(
         ((scores["model"] == "winback") & (scores["excluded_reason"] == "twice_lost")).sum()
