@@ -261,7 +261,10 @@ TEMPLATES: dict[str, Template] = {
         ("last complaint: severity {last_complaint_severity|severity}",), missing="never complained"
     ),
     "payment_delay_mean_days": Template(
-        ("pays {payment_delay_mean_days|days} after the due date on average",), missing="no invoice due yet"
+        ("pays {payment_delay_mean_days|days} after the due date on average",),
+        zero="pays by the due date on average",
+        missing="no invoice due yet",
+        zero_below=0.5,  # rounds to "0 days": the demo lists read "pays 0 days after the due date"
     ),
     "late_payment_share": Template(
         ("{late_payment_share|pct} of invoices paid late",), zero="pays on time", missing="no invoice due yet"

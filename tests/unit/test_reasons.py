@@ -56,6 +56,10 @@ def test_alternatives_zero_and_missing() -> None:
     assert render("late_payment_share", late_payment_share=0.456) == "46% of invoices paid late"
     assert render("overdue_unpaid_amount", overdue_unpaid_amount=12345.6) == "12,346 overdue and unpaid"
     assert render("days_since_last_complaint", days_since_last_complaint=1) == "last complaint 1 day ago"
+    assert render("payment_delay_mean_days", payment_delay_mean_days=0.3) == "pays by the due date on average"
+    assert render("payment_delay_mean_days", payment_delay_mean_days=2.6) == (
+        "pays 3 days after the due date on average"
+    )
 
 
 def test_signed_changes_and_near_zero_values_read_as_words() -> None:
