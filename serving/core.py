@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.contract import FEATURE_COLUMNS, ContractError, check_feature_table
-from serving.campaigns import NO_CAMPAIGN, CampaignPlan, assign_campaigns, plan_campaigns
+from serving.campaigns import (
+    NO_CAMPAIGN,
+    CampaignPlan,
+    assign_campaign_one,
+    assign_campaigns,
+    plan_campaigns,
+)
 from serving.config import ScoreParams
 from serving.explain import PathExplainer, RowPredictor
 from serving.reasons import ReasonRenderer
@@ -378,9 +385,12 @@ class Scorer:
         """The answer for one row as a JSON-ready dict, with reasons (the API's single-client route).
 
         Equal to ``to_records(self, self.score([row], reasons="all"))[0]``, field for field and
-        number for number (tests/api checks it on every client of the sample): the raw score comes
-        from the same trees through LightGBM's single-row API, the calibrator, the campaign rules,
-        the path attribution and the record builder are the ones :meth:`score` uses.
+        number for number (tests/api checks it on every client of the sample, and every reload
+        checks it on a canary batch): the raw score comes from the same trees through LightGBM's
+        single-row API; the calibrator, the path attribution and the record builder are the ones
+        :meth:`score` uses; the campaign rules are :func:`assign_campaign_one`, the scalar twin of
+        the batch's :func:`assign_campaigns` (numpy's per-call overhead on 1-element arrays cost
+        more than the rules themselves).
         """
         snap = self.snapshot
         kind = str(snap.plan.model_kind[row])
@@ -394,8 +404,9 @@ class Scorer:
         p = np.asarray(calibrator(np.array([raw], dtype=np.float64)), dtype=np.float64)
         if not 0.0 <= float(p[0]) <= 1.0:  # NaN fails too, as in _check_probabilities
             _check_probabilities(model, p)
-        rows = np.array([row], dtype=np.int64)
-        priority, campaign, excluded = assign_campaigns(snap.plan, rows, p)
+        probability = float(p[0])
+        plan = snap.plan
+        priority, campaign, excluded = assign_campaign_one(plan, row, probability)
         explainer = self._explainers[kind]
         k = self.params.reasons_per_client + CANDIDATE_SPARE
         top = explainer.top_features(explainer.row_contributions(leaves)[None, :], k)[0]
@@ -403,18 +414,27 @@ class Scorer:
         words = self._renderer.render_distinct(
             [names[c] for c in top], snap.matrix[row].tolist(), self.params.reasons_per_client
         )
-        nan = np.array([np.nan])
-        scored = ScoredRows(
-            rows=rows,
-            churn_probability=p if kind == "churn" else nan,
-            winback_probability=p if kind == "winback" else nan,
-            priority=priority,
-            campaign=campaign,
-            excluded_reason=excluded,
-            reasons=[words],
-            model_versions=self.model_versions,
+        return _record(
+            snap.client_ids[row],
+            snap.state[row],
+            kind,
+            probability if kind == "churn" else math.nan,
+            probability if kind == "winback" else math.nan,
+            plan.value[row],
+            plan.value_class[row],
+            campaign,
+            priority,
+            plan.offer[row],
+            plan.offer_cost[row],
+            excluded,
+            plan.tier[row],
+            [name for name in FLAG_NAMES if getattr(plan, name)[row]],
+            plan.avoid_manager_id[row],
+            plan.suggested_manager_id[row],
+            words,
+            cutoff=snap.cutoff_at.isoformat(),
+            versions=self.model_versions,
         )
-        return to_records(self, scored)[0]
 
     def to_frame(self, scored: ScoredRows) -> pd.DataFrame:
         """One row per scored client with every output column (scores.parquet and the CSV lists)."""
@@ -509,48 +529,53 @@ def to_records(scorer: Scorer, scored: ScoredRows) -> list[dict[str, Any]]:
         scored.reasons,
         strict=True,
     )
-    return [
-        {
-            "client_id": client_id,
-            "cutoff_at": cutoff,
-            "state": state,
-            "model": kind or None,
-            "churn_probability": _num(churn_p),
-            "winback_probability": _num(winback_p),
-            "value": float(value),
-            "value_class": value_class,
-            "campaign": campaign,
-            "priority": _num(priority),
-            "offer": _text(offer) if kind else None,
-            "offer_cost": float(offer_cost) if kind else None,
-            "excluded_reason": _text(excluded),
-            "tier": _text(tier),
-            "flags": flags,
-            "avoid_manager_id": _text(avoid),
-            "suggested_manager_id": _text(suggested),
-            "reasons": reasons,
-            "model_version": versions.get(kind) if kind else None,
-        }
-        for (
-            client_id,
-            state,
-            kind,
-            churn_p,
-            winback_p,
-            value,
-            value_class,
-            campaign,
-            priority,
-            offer,
-            offer_cost,
-            excluded,
-            tier,
-            flags,
-            avoid,
-            suggested,
-            reasons,
-        ) in columns
-    ]
+    return [_record(*fields, cutoff=cutoff, versions=versions) for fields in columns]
+
+
+def _record(
+    client_id: str,
+    state: str,
+    kind: str,
+    churn_p: float,
+    winback_p: float,
+    value: float,
+    value_class: str,
+    campaign: str,
+    priority: float,
+    offer: str,
+    offer_cost: float,
+    excluded: str,
+    tier: str | None,
+    flags: list[str],
+    avoid: str | None,
+    suggested: str | None,
+    reasons: list[str],
+    *,
+    cutoff: str,
+    versions: dict[str, str],
+) -> dict[str, Any]:
+    """One client's answer as a JSON-ready dict (plain Python values; NaN and "" become None)."""
+    return {
+        "client_id": client_id,
+        "cutoff_at": cutoff,
+        "state": state,
+        "model": kind or None,
+        "churn_probability": _num(churn_p),
+        "winback_probability": _num(winback_p),
+        "value": float(value),
+        "value_class": value_class,
+        "campaign": campaign,
+        "priority": _num(priority),
+        "offer": _text(offer) if kind else None,
+        "offer_cost": float(offer_cost) if kind else None,
+        "excluded_reason": _text(excluded),
+        "tier": _text(tier),
+        "flags": flags,
+        "avoid_manager_id": _text(avoid),
+        "suggested_manager_id": _text(suggested),
+        "reasons": reasons,
+        "model_version": versions.get(kind) if kind else None,
+    }
 
 
 def _num(x: float) -> float | None:

@@ -7,11 +7,19 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.contract import ContractError
 from serving.batch import campaign_list
-from serving.campaigns import PLAN_COLUMNS, assign_campaigns, plan_campaigns, suggest_managers
+from serving.campaigns import (
+    PLAN_COLUMNS,
+    assign_campaign_one,
+    assign_campaigns,
+    plan_campaigns,
+    suggest_managers,
+)
 from serving.config import ScoreParams
 from serving.value import classify_value, compute_value, value_multiplier
 
@@ -241,3 +249,47 @@ def test_params_reject_typos_and_non_escalating_offers() -> None:
         ScoreParams.model_validate({"winback_offers": offers})
     with pytest.raises(ValidationError, match="below 1"):
         ScoreParams.model_validate({"class_a_value_share": 0.9, "class_b_value_share": 0.2})
+
+
+STATES = ["new", "active", "lapsed_90", "lapsed_180", "lapsed_360", "lost", "no_order"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(STATES),
+            st.floats(-500, 5000),  # margin_total: negative ones are unprofitable
+            st.booleans(),  # do_not_contact
+            st.booleans(),  # twice_lost
+            st.floats(0, 1),  # late_payment_share: bad payers over the threshold
+            st.one_of(st.floats(0, 1), st.just(math.nan)),  # probability (NaN: no model applies)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_the_single_row_rules_are_the_batch_rules(
+    clients: list[tuple[str, float, bool, bool, float, float]],
+) -> None:
+    """assign_campaign_one (the API's single client) gives assign_campaigns' numbers and labels."""
+    rows = frame(
+        *(
+            client(
+                state=state,
+                margin_total=margin,
+                do_not_contact=dnc,
+                twice_lost=float(twice),
+                late_payment_share=late,
+                recency_days=100.0 if state.startswith("lapsed") else 20.0,
+            )
+            for state, margin, dnc, twice, late, _ in clients
+        )
+    )
+    plan = plan_campaigns(rows, PARAMS)
+    p = np.array([c[5] if plan.model_kind[i] else math.nan for i, c in enumerate(clients)])
+    priority, campaign, excluded = assign_campaigns(plan, np.arange(len(clients)), p)
+    for i in range(len(clients)):
+        one = assign_campaign_one(plan, i, float(p[i]))
+        assert one[1:] == (campaign[i], excluded[i])
+        assert (math.isnan(one[0]) and math.isnan(priority[i])) or one[0] == priority[i]
