@@ -53,6 +53,7 @@ from features.rfm import (
     rfm_aggregates,
     rfm_bucket_aggregates,
     rfm_window_aggregates,
+    with_gaps,
 )
 from features.rhythm import check_decay_days, derive_rhythm, rhythm_aggregates, rhythm_bucket_aggregates
 from features.tables import CUTOFF_TIMESTAMP, CleanTables, cutoff_instant, cutoffs_frame, cutoffs_table
@@ -153,6 +154,44 @@ def _columns(table: ir.Table, names: Sequence[str]) -> ir.Table:
     return table.select(*names)
 
 
+def _restrict(aggs: dict[str, ir.Value], cond: ir.BooleanValue) -> dict[str, ir.Value]:
+    """The aggregates ``aggs`` (each a plain reduction) over only the rows where ``cond`` holds."""
+    out: dict[str, ir.Value] = {}
+    for name, expr in aggs.items():
+        op = expr.op()
+        if not isinstance(op, ops.Reduction) or not hasattr(op, "where"):
+            raise TypeError(f"features: aggregate {name!r} is not a plain reduction: {type(op).__name__}")
+        where = cond if op.where is None else op.where.to_expr() & cond
+        out[name] = op.copy(where=where.op()).to_expr()
+    return out
+
+
+def _row_values(aggs: dict[str, ir.Value]) -> dict[str, ir.Value]:
+    """What each row contributes to each per-bucket aggregate of ``aggs``, as a per-row column.
+
+    A count becomes 1 or 0, a sum, min or max its argument or null where its filter excludes the
+    row. Rolling these up over the rows before a cutoff (``rfm_aggregates`` and the other roll-ups)
+    gives what rolling up the per-bucket aggregates gives, so a batch of one cutoff aggregates its
+    orders once, straight to (client, cutoff), by the same definitions.
+    """
+    out: dict[str, ir.Value] = {}
+    for name, expr in aggs.items():
+        op = expr.op()
+        cond = None if getattr(op, "where", None) is None else op.where.to_expr()
+        if isinstance(op, ops.CountStar | ops.Count):
+            if isinstance(op, ops.Count):
+                has = op.arg.to_expr().notnull()
+                cond = has if cond is None else cond & has
+            one = ibis.literal(1, type=expr.type())
+            out[name] = one if cond is None else ibis.ifelse(cond, one, ibis.literal(0, type=expr.type()))
+        elif isinstance(op, ops.Sum | ops.Min | ops.Max):
+            value = op.arg.to_expr().cast(expr.type())
+            out[name] = value if cond is None else ibis.ifelse(cond, value, ibis.null(expr.type()))
+        else:
+            raise TypeError(f"features: aggregate {name!r} has no per-row form: {type(op).__name__}")
+    return out
+
+
 #: The order columns each consumer reads (distinct sets, see ``_columns``).
 ORDER_COLUMNS = (
     "client_id",
@@ -244,45 +283,73 @@ def bucket_orders(tables: CleanTables, cutoffs: Sequence[dt.date], params: Featu
     return OrderBuckets(tuple(days), order_buckets, due_buckets, gap_buckets, close)
 
 
-def build_feature_table(
-    con: BaseBackend,
-    tables: CleanTables,
-    cutoffs: Sequence[dt.date],
-    params: FeatureParams,
-    *,
-    export_date: dt.date,
-    buckets: OrderBuckets | None = None,
-) -> ir.Table:
-    """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
+#: The order columns of the single pass (``aggregate_orders_once``).
+ALL_ORDER_COLUMNS = tuple(dict.fromkeys((*ORDER_COLUMNS, *PAYMENT_COLUMNS)))
 
-    A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
-    and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
-    when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
-    (contract order); rows sorted by (cutoff_at, client_id). ``buckets`` (from
-    :func:`bucket_orders` over a superset of ``cutoffs``) shares the order sums between batches.
+
+def aggregate_orders_once(
+    tables: CleanTables, cut: ir.Table, days: Sequence[dt.date], params: FeatureParams
+) -> ir.Table:
+    """Every order aggregate per (client, cutoff) in one grouped pass over the orders.
+
+    The rows are the orders before each cutoff with their gap to the client's previous completed
+    order (one window); each row carries what it adds to every per-bucket aggregate
+    (``_row_values``), and the same roll-ups as :func:`build_feature_table` with buckets sum them
+    together with the windowed and period aggregates. Meant for a batch of one cutoff, where the
+    join to the cutoffs is a filter: no per-bucket table, no roll-up join, one aggregate.
     """
-    check_windows(params)
-    check_decay_days(params)
-    days = sorted(set(cutoffs))
-    if buckets is None:
-        buckets = bucket_orders(tables, days, params)
-    missing = [d.isoformat() for d in days if d not in buckets.cutoffs]
-    if missing:
-        raise ValueError(f"features: cutoff(s) {', '.join(missing)} not among the bucketed cutoffs")
-    cut = cutoffs_table(
-        cutoffs_frame(
-            days,
-            windows_days=params.windows_days,
-            horizon_days=params.horizon_days,
-            export_date=export_date,
-            ids=[buckets.cutoffs.index(d) for d in days],
-        ),
+    anchor_s = cutoff_instant(days[-1]).timestamp()
+    o = _columns(tables.orders, ALL_ORDER_COLUMNS)
+    o = prepare_orders(o.filter(o.ordered_at < cutoff_instant(days[-1])))
+    # the window sorts every column it carries: only those the aggregates read (not the *_at_s twins)
+    o = with_gaps(o.drop("ordered_at_s", "due_at_s", "paid_at_s"))
+    o = o.mutate(
+        b_paid_bucket=bucket_of(o.paid_at, days),
+        b_due_exit_bucket=bucket_of(o.due_at + ibis.interval(days=YEAR_DAYS), days),
     )
-    clients = tables.clients
-    base = clients.join(cut, clients.created_at < cut.cutoff_at)
+    j = o.join(cut, o.ordered_at < cut.cutoff_at)
+    due = j.due_at.notnull() & (ibis.greatest(j.ordered_at, j.due_at) < j.cutoff_at)
+    j = j.mutate(
+        **_row_values(
+            {
+                **rfm_bucket_aggregates(j, params),
+                **rhythm_bucket_aggregates(j, params, anchor_s),
+                **basket_bucket_aggregates(j, params),
+                **_restrict(
+                    {**gap_bucket_aggregates(j, params), **lifecycle_bucket_aggregates(j, params)},
+                    j.is_completed,
+                ),
+                **_restrict(payment_bucket_aggregates(j, params, anchor_s), due),
+            }
+        )
+    )
+    close = j.is_completed & (j.gap_days < float(PERIOD_DAYS + 1))
+    return j.group_by(KEYS).aggregate(
+        **rfm_aggregates(j, params),
+        **rhythm_aggregates(j, params, anchor_s),
+        **basket_aggregates(j, params),
+        **gap_aggregates(j, params),
+        **lifecycle_aggregates(j, params),
+        **payment_aggregates(j, params, anchor_s),
+        **rfm_window_aggregates(j, params),
+        **basket_window_aggregates(j, params),
+        **_restrict(period_collisions(j), close),
+    )
+
+
+def _bucketed_order_aggregates(
+    tables: CleanTables,
+    cut: ir.Table,
+    days: Sequence[dt.date],
+    buckets: OrderBuckets,
+    params: FeatureParams,
+) -> tuple[list[ir.Table], ir.Table]:
+    """The order aggregates per (client, cutoff) from the per-bucket sums and the recent orders.
+
+    Returns the aggregate tables to attach and the one that holds ``loss_at``.
+    """
     anchor_s = cutoff_instant(buckets.cutoffs[-1]).timestamp()
     year = max(params.windows_days)
-
     # all-time aggregates: the buckets rolled up to every later cutoff
     agg_orders = _rolled_up(
         buckets.orders,
@@ -310,6 +377,55 @@ def build_feature_table(
         lambda j: {**rfm_window_aggregates(j, params), **basket_window_aggregates(j, params)},
         year,
     )
+    return [agg_orders, agg_payments, agg_window, agg_gaps, agg_periods], agg_gaps
+
+
+def build_feature_table(
+    con: BaseBackend,
+    tables: CleanTables,
+    cutoffs: Sequence[dt.date],
+    params: FeatureParams,
+    *,
+    export_date: dt.date,
+    buckets: OrderBuckets | None = None,
+) -> ir.Table:
+    """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
+
+    A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
+    and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
+    when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
+    (contract order); rows sorted by (cutoff_at, client_id). ``buckets`` (from
+    :func:`bucket_orders` over a superset of ``cutoffs``) shares the order sums between batches.
+    """
+    check_windows(params)
+    check_decay_days(params)
+    days = sorted(set(cutoffs))
+    if len(days) == 1 and buckets is None:
+        all_days: tuple[dt.date, ...] = tuple(days)
+    else:
+        if buckets is None:
+            buckets = bucket_orders(tables, days, params)
+        missing = [d.isoformat() for d in days if d not in buckets.cutoffs]
+        if missing:
+            raise ValueError(f"features: cutoff(s) {', '.join(missing)} not among the bucketed cutoffs")
+        all_days = buckets.cutoffs
+    cut = cutoffs_table(
+        cutoffs_frame(
+            days,
+            windows_days=params.windows_days,
+            horizon_days=params.horizon_days,
+            export_date=export_date,
+            ids=[all_days.index(d) for d in days],
+        ),
+    )
+    clients = tables.clients
+    base = clients.join(cut, clients.created_at < cut.cutoff_at)
+    if buckets is None:
+        # one cutoff: every order aggregate in one grouped pass (the join to the cutoff is a filter)
+        loss_rows = aggregate_orders_once(tables, cut, days, params)
+        order_aggs = [loss_rows]
+    else:
+        order_aggs, loss_rows = _bucketed_order_aggregates(tables, cut, days, buckets, params)
 
     complaints = prepare_complaints(tables.complaints)
     contacts = prepare_contacts(tables.contacts)
@@ -318,16 +434,7 @@ def build_feature_table(
 
     t = base
     future = future_orders(_columns(tables.orders, ("client_id", "ordered_at", "status")), cut)
-    for other in (
-        agg_orders,
-        agg_payments,
-        agg_window,
-        agg_gaps,
-        agg_periods,
-        agg_complaints,
-        agg_contacts,
-        future,
-    ):
+    for other in (*order_aggs, agg_complaints, agg_contacts, future):
         t = _attach(t, other)
 
     recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY
@@ -343,7 +450,7 @@ def build_feature_table(
     t = t.mutate(**derived)
     t = t.mutate(**derive_rhythm(t, params))
     t = t.mutate(**derive_labels(t, t.state))
-    t = _attach(t, last_contact_managers(agg_gaps, contacts))
+    t = _attach(t, last_contact_managers(loss_rows, contacts))
     t = t.mutate(
         loss_manager_id=ibis.ifelse(
             t.state.isin(LAPSED_OR_LOST),

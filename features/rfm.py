@@ -59,6 +59,22 @@ def prepare_gaps(orders: ir.Table) -> ir.Table:
     return done.mutate(prev_s=prev, gap_days=(done.ordered_s - prev) / SECONDS_PER_DAY)
 
 
+def with_gaps(orders: ir.Table) -> ir.Table:
+    """Prepared orders (any status) with ``prev_s`` and ``gap_days`` of ``prepare_gaps`` on completed ones.
+
+    The window runs over (client, completed or not), so a completed order's previous order is the
+    client's previous completed one, as in ``prepare_gaps``; the columns are null on the other orders.
+    """
+    w = ibis.window(group_by=[orders.client_id, orders.is_completed], order_by=orders.ordered_s)
+    # the lag gets its own projection, so the backend computes the window once, not per use
+    o = orders.mutate(lag_s=orders.ordered_s.lag().over(w))
+    null = ibis.null("float64")
+    return o.mutate(
+        prev_s=ibis.ifelse(o.is_completed, o.lag_s, null),
+        gap_days=ibis.ifelse(o.is_completed, (o.ordered_s - o.lag_s) / SECONDS_PER_DAY, null),
+    ).drop("lag_s")
+
+
 def sum_counts(counts: ir.IntegerValue) -> ir.IntegerValue:
     """The int64 sum of per-bucket counts on every backend.
 
