@@ -46,9 +46,10 @@ def resolve_cutoffs(
 def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
     """Write the batches ``exprs`` in order to ``tmp`` (the temp file of ``write_atomic``).
 
-    One DuckDB batch is written by DuckDB's parallel COPY; several batches (or PySpark) are
-    streamed through one Arrow Parquet writer, so the file is the concatenation in batch order
-    (Ibis' to_pyarrow_batches does not work with DuckDB 2, hence the part files).
+    One DuckDB batch is written by DuckDB's COPY. Several batches (or PySpark) go through one Arrow
+    Parquet writer, so the file is the concatenation in batch order; a DuckDB batch streams its
+    Arrow record batches straight in (a view read by the raw connection: Ibis' to_pyarrow_batches
+    does not work with DuckDB 2), so each row is encoded once and never held whole in memory.
     """
     import pyarrow.parquet as pq
 
@@ -57,16 +58,16 @@ def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
         return
     schema = exprs[0].schema().to_pyarrow()
     with pq.ParquetWriter(tmp, schema) as writer:
-        for expr in exprs:
+        for i, expr in enumerate(exprs):
             if backend == "duckdb":
-                # DuckDB writes each batch (parallel COPY) to a part file that is then streamed in
-                part = tmp.with_suffix(".part")
+                view = f"comeback_features_batch_{i}"
+                con.create_view(view, expr, overwrite=True)
                 try:
-                    con.to_parquet(expr, part)
-                    for batch in pq.ParquetFile(part).iter_batches(batch_size=256_000):
+                    for batch in con.con.sql(f'SELECT * FROM "{view}"').to_arrow_reader(256_000):
                         writer.write_batch(batch.cast(schema))
                 finally:
-                    part.unlink(missing_ok=True)
+                    # raw SQL: Ibis' drop_view emits a DROP that DuckDB 2 does not parse
+                    con.con.execute(f'DROP VIEW IF EXISTS "{view}"')
             else:
                 writer.write_table(expr.to_pyarrow().cast(schema))
 
