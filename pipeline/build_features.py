@@ -46,10 +46,9 @@ def resolve_cutoffs(
 def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
     """Write the batches ``exprs`` in order to ``tmp`` (the temp file of ``write_atomic``).
 
-    One DuckDB batch is written by DuckDB's COPY. Several batches (or PySpark) go through one Arrow
-    Parquet writer, so the file is the concatenation in batch order; a DuckDB batch streams its
-    Arrow record batches straight in (a view read by the raw connection: Ibis' to_pyarrow_batches
-    does not work with DuckDB 2), so each row is encoded once and never held whole in memory.
+    One DuckDB batch is written by DuckDB's parallel COPY; several batches (or PySpark) are
+    streamed through one Arrow Parquet writer, so the file is the concatenation in batch order
+    (Ibis' to_pyarrow_batches does not work with DuckDB 2, hence the part files).
     """
     import pyarrow.parquet as pq
 
@@ -58,16 +57,16 @@ def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
         return
     schema = exprs[0].schema().to_pyarrow()
     with pq.ParquetWriter(tmp, schema) as writer:
-        for i, expr in enumerate(exprs):
+        for expr in exprs:
             if backend == "duckdb":
-                view = f"comeback_features_batch_{i}"
-                con.create_view(view, expr, overwrite=True)
+                # DuckDB writes each batch (parallel COPY) to a part file that is then streamed in
+                part = tmp.with_suffix(".part")
                 try:
-                    for batch in con.con.sql(f'SELECT * FROM "{view}"').to_arrow_reader(256_000):
+                    con.to_parquet(expr, part)
+                    for batch in pq.ParquetFile(part).iter_batches(batch_size=256_000):
                         writer.write_batch(batch.cast(schema))
                 finally:
-                    # raw SQL: Ibis' drop_view emits a DROP that DuckDB 2 does not parse
-                    con.con.execute(f'DROP VIEW IF EXISTS "{view}"')
+                    part.unlink(missing_ok=True)
             else:
                 writer.write_table(expr.to_pyarrow().cast(schema))
 
