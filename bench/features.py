@@ -276,11 +276,13 @@ def measure(kind: str, clean: Path, work: Path) -> dict[str, Any]:
     out = work / (kind if kind.startswith("ours") else f"{kind}.parquet")
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--clean", str(clean), "--out", str(out)],
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
     )
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
