@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_feature_table
@@ -216,3 +217,19 @@ def write_clean(frames: dict[str, pd.DataFrame], folder: Any) -> None:
             pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False),
             folder / f"{name}.parquet",
         )
+
+
+def mismatched_columns(a: pd.DataFrame, b: pd.DataFrame, tol: float = 1e-9) -> list[str]:
+    """Columns of two feature tables (same rows, same order) that differ: numbers beyond ``tol``
+    (relative and absolute, NaN equal to NaN), anything else where the values are not equal."""
+    out = []
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+            xs, ys = x.astype("float64").to_numpy(), y.astype("float64").to_numpy()
+            ok = np.allclose(xs, ys, rtol=tol, atol=tol, equal_nan=True)
+        else:
+            ok = bool(((x == y) | (x.isna() & y.isna())).all())
+        if not ok:
+            out.append(col)
+    return out

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
-from _features_frames import random_frames, write_clean
+from _features_frames import mismatched_columns, random_frames, write_clean
 
 from features.build import bucket_orders, build_feature_table
 from features.config import FeatureParams
@@ -70,14 +69,5 @@ def test_one_cutoff_single_pass_duckdb_and_pyspark_agree(spark: Any, tmp_path: P
     duck, sp = tables["duckdb"], tables["pyspark"]
     assert len(duck) > 200 and list(sp.columns) == list(duck.columns)
     assert list(sp.client_id) == list(duck.client_id)
-    mismatched = []
-    for col in duck.columns:
-        a, b = duck[col], sp[col]
-        if pd.api.types.is_numeric_dtype(a) and not pd.api.types.is_bool_dtype(a):
-            x, y = a.astype("float64").to_numpy(), b.astype("float64").to_numpy()
-            ok = np.allclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True)
-        else:
-            ok = bool(((a == b) | (a.isna() & b.isna())).all())
-        if not ok:
-            mismatched.append(col)
+    mismatched = mismatched_columns(duck, sp)
     assert not mismatched, f"columns differ between DuckDB and PySpark: {mismatched}"

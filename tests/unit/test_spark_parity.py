@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
-from _features_frames import random_frames, write_clean
+from _features_frames import mismatched_columns, random_frames, write_clean
 
 from features.build import build_feature_table
 from features.config import FeatureParams
@@ -46,14 +45,5 @@ def test_duckdb_and_pyspark_agree(spark: Any, tmp_path: Path) -> None:
     assert len(duck) > 300 and list(sp.columns) == list(duck.columns)
     assert list(sp.client_id) == list(duck.client_id)
     assert duck.state.nunique() >= 5 and duck.churn_label.notna().any() and duck.winback_label.notna().any()
-    mismatched = []
-    for col in duck.columns:
-        a, b = duck[col], sp[col]
-        if pd.api.types.is_numeric_dtype(a) and not pd.api.types.is_bool_dtype(a):
-            x, y = a.astype("float64").to_numpy(), b.astype("float64").to_numpy()
-            ok = np.allclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True)
-        else:
-            ok = bool(((a == b) | (a.isna() & b.isna())).all())
-        if not ok:
-            mismatched.append(col)
+    mismatched = mismatched_columns(duck, sp)
     assert not mismatched, f"columns differ between DuckDB and PySpark: {mismatched}"
