@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +39,6 @@ def test_one_cutoff_single_pass_equals_the_bucketed_build(tmp_path: Path, seed: 
         pd.testing.assert_series_equal(single[col].isna(), bucketed[col].isna(), obj=col)
         if single[col].dtype.kind != "f":
             pd.testing.assert_series_equal(single[col], bucketed[col], check_exact=True, obj=col)
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    if shutil.which("java") is None:
-        pytest.skip("PySpark needs a Java runtime and none is installed (`make java` installs one)")
-    from features.tables import local_spark_session
-
-    session = local_spark_session(threads=2, shuffle_partitions=1, small=True)
-    yield session
-    session.stop()
 
 
 @pytest.mark.spark

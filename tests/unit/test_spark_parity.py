@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +12,12 @@ from _features_frames import mismatched_columns, random_frames, write_clean
 
 from features.build import build_feature_table
 from features.config import FeatureParams
-from features.tables import connect, load_clean_tables, local_spark_session
+from features.tables import connect, load_clean_tables
 
 pytestmark = pytest.mark.spark
 
 CUTOFFS = [dt.date(2023, 6, 1), dt.date(2024, 1, 1), dt.date(2024, 9, 1), dt.date(2025, 1, 1)]
 EXPORT = dt.date(2025, 1, 1)
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    if shutil.which("java") is None:
-        pytest.skip("PySpark needs a Java runtime and none is installed (`make java` installs one)")
-    session = local_spark_session(threads=2, shuffle_partitions=1, small=True)
-    yield session
-    session.stop()
 
 
 def _build(con: Any, clean: Path) -> pd.DataFrame:
