@@ -9,7 +9,8 @@ one reference, so requests in flight keep the scorer they started with and none 
 Batch scoring (POST /v1/scores) runs in one dedicated thread, so the event loop keeps answering
 health checks while it works. A single client (GET /v1/clients/{id}/score) costs
 a few hundred µs at most through the core's single-row path, less than a threadpool hand-off, so
-it runs on the event loop, between which health checks interleave. Both routes return pre-encoded
+it runs on the event loop, between which health checks interleave, and is answered by
+:class:`SingleClientFastPath` in front of the middleware stack. Both routes return pre-encoded
 JSON (orjson) instead of letting FastAPI validate the answer against the response model again.
 """
 
@@ -42,7 +43,6 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.routing import Match, Route
 
 from serving.config import ApiSettings, ScoreParams
 from serving.core import Scorer, prepare_snapshot, read_feature_table, to_records
@@ -224,6 +224,22 @@ class Metrics:
         )
         self.reloads = Counter("comeback_reloads", "model reloads", ["outcome"], registry=self.registry)
         self.clients_scored = Counter("comeback_clients_scored", "clients scored", registry=self.registry)
+        # labelled children per (method, route, status): prometheus_client's labels() checks and
+        # locks on every call, which costs more than the increment itself
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and observe its latency (``route``: the template, never a client id)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method=method, route=route, status=str(status)),
+                self.latency.labels(route=route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def set_versions(self, versions: dict[str, str]) -> None:
         self.model.clear()
@@ -236,13 +252,20 @@ class Metrics:
 # ------------------------------------------------------------------------------------------------
 
 
-async def _send_json(send: Send, status: int, body: bytes, length: int | None = None) -> None:
+async def _send_whole(
+    send: Send,
+    status: int,
+    body: bytes,
+    length: int | None = None,
+    content_type: bytes = b"application/json",
+) -> None:
+    """Send a whole response; ``length`` is the Content-Length when ``body`` is left out (HEAD)."""
     length = len(body) if length is None else length
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(length).encode())],
+            "headers": [(b"content-type", content_type), (b"content-length", str(length).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -273,7 +296,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await _send_json(send, 413, too_large)
+                    await _send_whole(send, 413, too_large)
                     return
             elif name == b"transfer-encoding":
                 has_body = True
@@ -292,7 +315,7 @@ class BodySizeLimit:
             body = message.get("body", b"")
             size += len(body)
             if size > self.max_bytes:
-                await _send_json(send, 413, too_large)
+                await _send_whole(send, 413, too_large)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -310,16 +333,11 @@ class BodySizeLimit:
 
 
 class RequestMetrics:
-    """Count requests and time them per route template (client ids never become labels).
-
-    The labelled children are kept per (method, route, status): prometheus_client's ``labels()``
-    checks and locks on every call, which costs more than the increment itself.
-    """
+    """Count requests and time them per route template (client ids never become labels)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -339,54 +357,84 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            key = (scope["method"], path, status)
-            children = self._children.get(key)
-            if children is None:
-                children = (
-                    self.metrics.requests.labels(method=key[0], route=path, status=str(status)),
-                    self.metrics.latency.labels(route=path),
-                )
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - started)
+            self.metrics.record_request(scope["method"], path, status, time.perf_counter() - started)
 
 
-class SingleClientRoute:
-    """GET /v1/clients/{client_id}/score as a plain ASGI endpoint (no FastAPI request handling).
+SINGLE_CLIENT_ROUTE = "/v1/clients/{client_id}/score"
+_SINGLE_PREFIX, _SINGLE_SUFFIX = "/v1/clients/", "/score"
 
-    Scoring one client through the core's single-row path costs less CPU than FastAPI's
-    per-request machinery around it (dependency solving, parameter validation, Request and Response
-    objects: about 135 µs per request in-process on the 2-core bench machine, against about 115 µs
-    for the answer itself). This endpoint reads the key and the client id itself and calls
-    ``answer(client_id, key)``, the function the FastAPI route of the same path also calls, so the
-    two give the same statuses and bodies; the FastAPI route stays registered for the OpenAPI
-    document (tests/api/test_api.py checks the served route against it, the schemathesis test
-    checks its answers conform). The middlewares (body limit, metrics) and FastAPI's exception
-    handling still wrap it: it is a route, not a middleware.
+
+class SingleClientFastPath:
+    """GET /v1/clients/{client_id}/score answered in front of the whole middleware stack.
+
+    Scoring one client through the core's single-row path costs about 95 µs of CPU; the layers
+    around a route (Starlette's error and exception middlewares, FastAPI's body limit, telemetry and
+    exit-stack middlewares, ours, routing, dependency solving) cost about as much again, each
+    wrapping ``send`` once more. This outermost layer answers that one route itself, with what the
+    layers it skips would do for it: the key check and the answer come from ``answer(client_id,
+    key)``, the function the FastAPI route of the same path also calls (so both give the same
+    statuses and bytes: tests/api/test_fast_paths.py), the request is counted and timed in
+    :class:`Metrics` under the route template, and an unexpected error becomes a 500.
+
+    Anything else goes down the stack unchanged: other paths and methods, a request that
+    declares a body (the body limit must see it), and an app mounted under a root path. The
+    FastAPI route stays registered and documents the operation in OpenAPI.
     """
 
-    def __init__(self, answer: Callable[[str, str | None], tuple[int, bytes]]) -> None:
+    def __init__(
+        self, app: ASGIApp, answer: Callable[[str, str | None], tuple[int, bytes]], metrics: Metrics
+    ) -> None:
+        self.app = app
         self.answer = answer
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client_id = self._client_id(scope)
+        if client_id is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
         key: str | None = None
         for name, value in scope["headers"]:
-            if name == b"x-api-key":
+            if name == b"content-length" or name == b"transfer-encoding":
+                await self.app(scope, receive, send)  # a body: the body limit decides
+                return
+            if name == b"x-api-key" and key is None:
                 key = value.decode("latin-1")  # as Starlette decodes headers for APIKeyHeader
-                break
-        status, body = self.answer(scope["path_params"]["client_id"], key)
-        await _send_json(send, status, b"" if scope["method"] == "HEAD" else body, len(body))
+        try:
+            status, body = self.answer(client_id, key)
+        except Exception:
+            log.exception("GET %s failed", SINGLE_CLIENT_ROUTE)
+            status, body = 500, b"Internal Server Error"  # as Starlette's ServerErrorMiddleware
+            await _send_whole(send, status, body, content_type=b"text/plain; charset=utf-8")
+        else:
+            await _send_whole(send, status, b"" if scope["method"] == "HEAD" else body, len(body))
+        elapsed = time.perf_counter() - started
+        self.metrics.record_request(scope["method"], SINGLE_CLIENT_ROUTE, status, elapsed)
+
+    @staticmethod
+    def _client_id(scope: Scope) -> str | None:
+        """The client id when ``scope`` is a GET or HEAD of the single-client route, else None."""
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope.get("root_path"):
+            return None
+        path: str = scope["path"]
+        if not (path.startswith(_SINGLE_PREFIX) and path.endswith(_SINGLE_SUFFIX)):
+            return None
+        client_id = path[len(_SINGLE_PREFIX) : -len(_SINGLE_SUFFIX)]
+        # Starlette's {client_id} (a str convertor) is one non-empty path segment
+        return client_id if client_id and "/" not in client_id else None
 
 
-class _PlainRoute(Route):
-    """A Starlette route that puts itself in the scope as FastAPI's routes do (the request
-    metrics label requests by ``scope["route"].path``; FastAPI's router does not set it)."""
+class ScoringApi(FastAPI):
+    """FastAPI with :class:`SingleClientFastPath` around its middleware stack (when set)."""
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = super().matches(scope)
-        if match != Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
+    fast_path: tuple[Callable[[str, str | None], tuple[int, bytes]], Metrics] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack: ASGIApp = super().build_middleware_stack()
+        if self.fast_path is None:
+            return stack
+        return SingleClientFastPath(stack, *self.fast_path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -416,8 +464,13 @@ def create_app(
     params: ScoreParams | None = None,
     *,
     loader: Loader | None = None,
+    fast_single_client: bool = True,
 ) -> FastAPI:
-    """Build the scoring API. ``loader`` builds a Scorer (default: registry champions + feature table)."""
+    """Build the scoring API. ``loader`` builds a Scorer (default: registry champions + feature table).
+
+    ``fast_single_client=False`` leaves GET /v1/clients/{id}/score to the FastAPI route alone
+    (without :class:`SingleClientFastPath`); the tests compare the two.
+    """
     settings = settings or ApiSettings()
     params = params or ScoreParams()
     load = loader or registry_loader(settings, params)
@@ -453,7 +506,7 @@ def create_app(
             task.cancel()
         batch_thread.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    app = ScoringApi(
         title="comeback scoring API",
         version="1",
         description="Churn risk and win-back likelihood per client, with value, campaign, offer and reasons.",
@@ -506,7 +559,7 @@ def create_app(
         return Health(status="ready", model_versions=scorer.model_versions)
 
     @app.get(
-        "/v1/clients/{client_id}/score",
+        SINGLE_CLIENT_ROUTE,
         response_model=ClientScore,
         tags=["scores"],
         responses={**ERRORS, 404: {"model": ErrorBody, "description": "unknown client"}},
@@ -538,17 +591,10 @@ def create_app(
         metrics.clients_scored.inc()
         return 200, orjson.dumps(answer)
 
-    # The same operation as a plain ASGI route, matched before every other route; the FastAPI
-    # route above documents it in OpenAPI and gives the same answers (see SingleClientRoute).
-    app.router.routes.insert(
-        0,
-        _PlainRoute(
-            "/v1/clients/{client_id}/score",
-            SingleClientRoute(single_client_answer),
-            methods=["GET"],
-            include_in_schema=False,
-        ),
-    )
+    # The same operation in front of the middleware stack; the FastAPI route above documents it
+    # in OpenAPI and gives the same answers (see SingleClientFastPath).
+    if fast_single_client:
+        app.fast_path = (single_client_answer, metrics)
 
     @app.post(
         "/v1/scores",

@@ -93,21 +93,17 @@ def test_leaf_sums_are_not_used_where_they_are_not_the_raw_score() -> None:
     assert not PathExplainer.from_booster(linear, names).raw_from_leaves
 
 
-def test_plain_single_client_route_answers_as_the_fastapi_route(
+def test_single_client_fast_path_answers_as_the_fastapi_route(
     trained: Trained, score_params: ScoreParams, scorer: Scorer
 ) -> None:
-    """The served GET /v1/clients/{id}/score is a plain ASGI route in front of the FastAPI one;
-    with it removed, the FastAPI route must give the same statuses and the same bytes."""
-    from serving.app import SingleClientRoute, create_app
+    """The served GET /v1/clients/{id}/score is answered in front of the middleware stack
+    (SingleClientFastPath); without it the FastAPI route must give the same statuses and bytes,
+    and the fast path must count and time its requests as the middleware would."""
+    from serving.app import create_app
     from tests.api.conftest import API_KEY, api_settings, serve, wait_ready
 
     served = create_app(api_settings(trained), score_params)
-    documented = create_app(api_settings(trained), score_params)
-    plain = [
-        r for r in documented.router.routes if isinstance(getattr(r, "endpoint", None), SingleClientRoute)
-    ]
-    assert len(plain) == 1
-    documented.router.routes.remove(plain[0])
+    documented = create_app(api_settings(trained), score_params, fast_single_client=False)
     ids = scorer.snapshot.client_ids.tolist()
     cases = [(cid, API_KEY) for cid in ids[:40]] + [("ghost", API_KEY), (ids[0], None), (ids[0], "wrong")]
     with serve(served) as a, serve(documented) as b, httpx.Client(timeout=30) as client:
@@ -124,6 +120,17 @@ def test_plain_single_client_route_answers_as_the_fastapi_route(
             for cid, k in cases
         }
         assert statuses == {200, 401, 404}
+        # the same requests, counted under the route template by both apps
+        counts = [_route_counts(client.get(f"{u}/metrics").text) for u in (a, b)]
+        assert counts[0][("GET", "200")] == 2 * counts[1][("GET", "200")] == 80
+        assert counts[0][("GET", "401")] == 2 * counts[1][("GET", "401")] == 4
+        # a GET declaring a body goes down the stack, where the body limit sees it
+        big = client.request(
+            "GET", f"{a}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY}, content=b"x" * 2_000_000
+        )
+        assert big.status_code == 413
+        # one segment only, as Starlette's {client_id}: a slash in the id is no route
+        assert client.get(f"{a}/v1/clients/a/b/score", headers={"X-API-Key": API_KEY}).status_code == 404
         head = client.head(f"{a}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY})
         assert head.status_code == 200 and head.content == b""
         post = client.post(f"{a}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY})
@@ -132,3 +139,46 @@ def test_plain_single_client_route_answers_as_the_fastapi_route(
             post.json()
             == client.post(f"{b}/v1/clients/{ids[0]}/score", headers={"X-API-Key": API_KEY}).json()
         )
+
+
+def _route_counts(metrics_text: str) -> dict[tuple[str, str], float]:
+    """comeback_requests_total of the single-client route by (method, status), from /metrics."""
+    prefix = 'comeback_requests_total{method="'
+    out: dict[tuple[str, str], float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix) and 'route="/v1/clients/{client_id}/score"' in line:
+            method = line[len(prefix) :].split('"', 1)[0]
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            out[(method, status)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_fast_path_turns_an_error_into_a_counted_500() -> None:
+    """An exception in the answer becomes a 500 for this request, counted under the route."""
+    import asyncio
+
+    from prometheus_client import generate_latest
+
+    from serving.app import Metrics, SingleClientFastPath
+
+    def broken(client_id: str, key: str | None) -> tuple[int, bytes]:
+        raise RuntimeError(f"broken for {client_id}")
+
+    async def never(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the fast path handed its own route down the stack")
+
+    metrics = Metrics()
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/clients/c1/score", "headers": [], "root_path": ""}
+    asyncio.run(SingleClientFastPath(never, broken, metrics)(scope, receive, send))
+    assert sent[0]["status"] == 500 and sent[1]["body"] == b"Internal Server Error"
+    assert dict(sent[0]["headers"])[b"content-length"] == b"21"  # type: ignore[call-overload]
+    text = generate_latest(metrics.registry).decode()
+    assert 'route="/v1/clients/{client_id}/score",status="500"} 1.0' in text
