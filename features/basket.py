@@ -93,7 +93,7 @@ def basket_window_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir
 def period_collisions(j: ir.Table) -> dict[str, ir.Value]:
     """Completed orders in the same 30-day period as the client's previous one, per (client, cutoff).
 
-    ``j`` is completed orders with ``prev_s`` (``features.rfm.prepare_gaps``) less than a period
+    ``j`` is completed orders with ``prev_s`` (``features.rfm.with_gaps``) less than a period
     (plus a day) after the previous one, joined to the cutoffs they precede. Periods count back
     from the cutoff and are monotone in time, so the distinct periods holding an order are the
     completed orders minus these collisions: a distinct count that copies only close pairs of

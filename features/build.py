@@ -1,11 +1,15 @@
 """The feature table: one row per (client_id, cutoff_at), keys, info, features, labels.
 
-Every cutoff is built in one pass per source table: each table is joined once to the small
-cutoffs table on "stamped before the cutoff" and aggregated once by (client, cutoff) with
-conditional aggregates, so many cutoffs cost one scan of the data and one grouped aggregate, not
-one query per cutoff. Per-row work that does not depend on the cutoff (epoch seconds, gaps between
-consecutive completed orders, sequence numbers) is done once before the join. The same Ibis
-expression runs on DuckDB and on PySpark.
+Each source table is joined to the small cutoffs table on "stamped before the cutoff" and
+aggregated once by (client, cutoff) with conditional aggregates. Per-row work that does not depend
+on the cutoff is done once before the join: epoch seconds, sequence numbers and, for the orders,
+the gap to the client's previous completed order (one window, :func:`order_rows`). Every order
+aggregate then comes from one grouped pass over those rows (:func:`aggregate_orders`): each row
+carries what it adds to every per-bucket aggregate of the family modules (``_row_values``) and
+their roll-ups sum it. The features stage builds its cutoffs one small batch at a time over order
+rows computed once for all of them (``build_feature_table(..., rows=...)``), so a further cutoff
+costs one scan and one grouped aggregate, not another window. The same Ibis expression runs on
+DuckDB and on PySpark.
 """
 
 from __future__ import annotations
@@ -48,7 +52,6 @@ from features.rfm import (
     derive_rfm,
     gap_aggregates,
     gap_bucket_aggregates,
-    prepare_gaps,
     prepare_orders,
     rfm_aggregates,
     rfm_bucket_aggregates,
@@ -108,31 +111,11 @@ def _per_cutoff(
     return j.group_by(KEYS).aggregate(**aggs(j))
 
 
-def _in_window(
-    source: ir.Table, cutoffs: ir.Table, aggs: Callable[[ir.Table], dict[str, ir.Value]], days: int
-) -> ir.Table:
-    """Join ``source`` to the cutoffs whose last ``days`` days hold its ``ordered_at`` and aggregate."""
-    j = source.join(
-        cutoffs,
-        [source.ordered_at < cutoffs.cutoff_at, source.ordered_at >= cutoffs[f"start_{days}"]],
-    )
-    return j.group_by(KEYS).aggregate(**aggs(j))
-
-
-def _rolled_up(
-    buckets: ir.Table, cutoffs: ir.Table, aggs: Callable[[ir.Table], dict[str, ir.Value]]
-) -> ir.Table:
-    """Roll per-(client, bucket) aggregates up to every cutoff after the bucket (``bucket <= cutoff_id``)."""
-    j = buckets.join(cutoffs, buckets.bucket <= cutoffs.cutoff_id)
-    return j.group_by(KEYS).aggregate(**aggs(j))
-
-
 def bucket_of(ts: ir.TimestampValue, cutoffs: Sequence[dt.date]) -> ir.IntegerValue:
     """The index of the first cutoff after ``ts`` (``ts < cutoff_at``); ``len(cutoffs)`` when none is or null.
 
-    A row stamped ``ts`` is known at cutoff ``k`` exactly when ``bucket_of(ts) <= k``, so per-bucket
-    sums rolled up over ``bucket <= k`` give the all-time value at every cutoff while each row is
-    summed once, not once per later cutoff.
+    A row stamped ``ts`` is known at cutoff ``k`` (its ``cutoff_id``) exactly when
+    ``bucket_of(ts) <= k``: the payment roll-up reads "paid" and "due within the year" this way.
     """
     days = sorted(set(cutoffs))
     return ibis.cases(
@@ -171,8 +154,8 @@ def _row_values(aggs: dict[str, ir.Value]) -> dict[str, ir.Value]:
 
     A count becomes 1 or 0, a sum, min or max its argument or null where its filter excludes the
     row. Rolling these up over the rows before a cutoff (``rfm_aggregates`` and the other roll-ups)
-    gives what rolling up the per-bucket aggregates gives, so a batch of one cutoff aggregates its
-    orders once, straight to (client, cutoff), by the same definitions.
+    gives what rolling up the per-bucket aggregates over the buckets before it would give, so the
+    orders are aggregated straight to (client, cutoff) by the family modules' own definitions.
     """
     out: dict[str, ir.Value] = {}
     for name, expr in aggs.items():
@@ -192,120 +175,75 @@ def _row_values(aggs: dict[str, ir.Value]) -> dict[str, ir.Value]:
     return out
 
 
-#: The order columns each consumer reads (distinct sets, see ``_columns``).
+#: The order columns the order aggregates read (``order_rows``).
 ORDER_COLUMNS = (
     "client_id",
     "ordered_at",
-    "ordered_at_s",
     "amount",
     "margin",
     "status",
     "item_count",
     "quantity",
-)
-PAYMENT_COLUMNS = (
-    "client_id",
-    "ordered_at",
-    "ordered_at_s",
-    "amount",
-    "status",
     "due_at",
-    "due_at_s",
     "paid_at",
+    "ordered_at_s",
+    "due_at_s",
     "paid_at_s",
 )
-WINDOW_ORDER_COLUMNS = ("client_id", "ordered_at", "ordered_at_s", "amount", "margin", "status", "item_count")
 
 
 @dataclass(frozen=True)
-class OrderBuckets:
-    """Per-(client, bucket) order, payment and gap sums for ``cutoffs``, before any roll-up.
+class OrderRows:
+    """The orders stamped before ``before`` with their cutoff-independent per-row columns.
 
-    Bucket ``k`` holds the rows first known at ``cutoffs[k]``. Built once by
-    :func:`bucket_orders` and shared by every batch of cutoffs (``build_feature_table(...,
-    buckets=...)``), so a batched build scans, windows and groups the orders once, not per batch.
+    Built by :func:`order_rows`; a stage that builds several cutoffs computes it once (the gap
+    window is the costly part), writes it to a file and hands it to every cutoff's
+    ``build_feature_table(..., rows=...)``, which then only filters and aggregates it.
     """
 
-    cutoffs: tuple[dt.date, ...]
-    orders: ir.Table
-    dues: ir.Table
-    gaps: ir.Table
-    close: ir.Table
+    before: dt.date
+    table: ir.Table
 
-    def tables(self) -> dict[str, ir.Table]:
-        """The four bucket tables by field name (to materialise them, see ``replace``)."""
-        return {"orders": self.orders, "dues": self.dues, "gaps": self.gaps, "close": self.close}
-
-    def replace(self, tables: dict[str, ir.Table]) -> OrderBuckets:
-        """The same buckets with the tables in ``tables`` (e.g. read back from files) swapped in."""
-        return dataclasses.replace(self, **tables)
+    def replace(self, table: ir.Table) -> OrderRows:
+        """The same rows as ``table`` (e.g. read back from a file)."""
+        return dataclasses.replace(self, table=table)
 
 
-def bucket_orders(tables: CleanTables, cutoffs: Sequence[dt.date], params: FeatureParams) -> OrderBuckets:
-    """The per-bucket sums of the orders for ``cutoffs`` (see :class:`OrderBuckets`)."""
-    days = sorted(set(cutoffs))
-    # orders on/after the last cutoff never enter a feature (labels read tables.orders directly);
-    # dropping them first keeps the gap window's sort and the buckets small
-    last_cutoff = cutoff_instant(days[-1])
-    anchor_s = last_cutoff.timestamp()
+def order_rows(tables: CleanTables, before: dt.date) -> OrderRows:
+    """The orders before cutoff ``before`` with completion flag, epoch seconds and gaps.
 
-    def known(cols: Sequence[str]) -> ir.Table:
-        o = _columns(tables.orders, cols)
-        return o.filter(o.ordered_at < last_cutoff)
-
-    orders = prepare_orders(known(ORDER_COLUMNS))
-    orders = orders.mutate(bucket=bucket_of(orders.ordered_at, days))
-    order_buckets = orders.group_by(["client_id", "bucket"]).aggregate(
-        **rfm_bucket_aggregates(orders, params),
-        **rhythm_bucket_aggregates(orders, params, anchor_s),
-        **basket_bucket_aggregates(orders, params),
+    Orders on or after ``before`` never enter a feature at an earlier cutoff (labels read
+    ``tables.orders`` directly), and a gap belongs to the later order, so filtering these rows to
+    an earlier cutoff keeps exactly the orders and gaps known at it.
+    """
+    o = _columns(tables.orders, ORDER_COLUMNS)
+    # the window sorts every column it carries: only those the aggregates read (not the *_at_s
+    # twins), and no constant (an optional column the export lacks, e.g. item_count), added after
+    op = o.op()
+    consts = (
+        {n: v.to_expr() for n, v in op.values.items() if isinstance(v, ops.Literal)}
+        if isinstance(op, ops.Project)
+        else {}
     )
-    # payments: orders with a due date, bucketed by when they fall due, get paid and leave the year
-    dues = prepare_orders(known(PAYMENT_COLUMNS))
-    dues = dues.filter(dues.due_at.notnull()).mutate(
-        bucket=bucket_of(ibis.greatest(dues.ordered_at, dues.due_at), days),
-        b_paid_bucket=bucket_of(dues.paid_at, days),
-        b_due_exit_bucket=bucket_of(dues.due_at + ibis.interval(days=YEAR_DAYS), days),
-    )
-    dues = dues.filter(dues.bucket < len(days))
-    due_buckets = dues.group_by(["client_id", "bucket", "b_paid_bucket", "b_due_exit_bucket"]).aggregate(
-        **payment_bucket_aggregates(dues, params, anchor_s)
-    )
-    # gaps between completed orders: bucket sums, and the close pairs for the active periods
-    gaps = prepare_gaps(known(("client_id", "ordered_at", "ordered_at_s", "status")))
-    gaps = gaps.mutate(bucket=bucket_of(gaps.ordered_at, days))
-    gap_buckets = gaps.group_by(["client_id", "bucket"]).aggregate(
-        **gap_bucket_aggregates(gaps, params), **lifecycle_bucket_aggregates(gaps, params)
-    )
-    close = gaps.filter(gaps.gap_days < float(PERIOD_DAYS + 1)).select(
-        "client_id", "ordered_at", "ordered_s", "prev_s"
-    )
-    return OrderBuckets(tuple(days), order_buckets, due_buckets, gap_buckets, close)
+    o = prepare_orders(o.filter(o.ordered_at < cutoff_instant(before)))
+    gaps = with_gaps(o.drop("ordered_at_s", "due_at_s", "paid_at_s", *consts))
+    return OrderRows(before, gaps.mutate(**consts))
 
 
-#: The order columns of the single pass (``aggregate_orders_once``).
-ALL_ORDER_COLUMNS = tuple(dict.fromkeys((*ORDER_COLUMNS, *PAYMENT_COLUMNS)))
-
-
-def aggregate_orders_once(
-    tables: CleanTables, cut: ir.Table, days: Sequence[dt.date], params: FeatureParams
+def aggregate_orders(
+    rows: ir.Table, cut: ir.Table, days: Sequence[dt.date], params: FeatureParams
 ) -> ir.Table:
-    """Every order aggregate per (client, cutoff) in one grouped pass over the orders.
+    """Every order aggregate per (client, cutoff) in one grouped pass over ``rows`` (``order_rows``).
 
-    The rows are the orders before each cutoff with their gap to the client's previous completed
-    order (one window); each row carries what it adds to every per-bucket aggregate
-    (``_row_values``), and the same roll-ups as :func:`build_feature_table` with buckets sum them
-    together with the windowed and period aggregates. Meant for a batch of one cutoff, where the
-    join to the cutoffs is a filter: no per-bucket table, no roll-up join, one aggregate.
+    Each order is joined to the cutoffs it precedes (for one cutoff the join is a filter) and
+    carries what it adds to every per-bucket aggregate (``_row_values``); the roll-ups
+    (``rfm_aggregates`` and the others) sum those per (client, cutoff) together with the windowed
+    and period aggregates. ``days`` are the dates of ``cut`` in ``cutoff_id`` order.
     """
     anchor_s = cutoff_instant(days[-1]).timestamp()
-    o = _columns(tables.orders, ALL_ORDER_COLUMNS)
-    o = prepare_orders(o.filter(o.ordered_at < cutoff_instant(days[-1])))
-    # the window sorts every column it carries: only those the aggregates read (not the *_at_s twins)
-    o = with_gaps(o.drop("ordered_at_s", "due_at_s", "paid_at_s"))
-    o = o.mutate(
-        b_paid_bucket=bucket_of(o.paid_at, days),
-        b_due_exit_bucket=bucket_of(o.due_at + ibis.interval(days=YEAR_DAYS), days),
+    o = rows.mutate(
+        b_paid_bucket=bucket_of(rows.paid_at, days),
+        b_due_exit_bucket=bucket_of(rows.due_at + ibis.interval(days=YEAR_DAYS), days),
     )
     j = o.join(cut, o.ordered_at < cut.cutoff_at)
     due = j.due_at.notnull() & (ibis.greatest(j.ordered_at, j.due_at) < j.cutoff_at)
@@ -337,49 +275,6 @@ def aggregate_orders_once(
     )
 
 
-def _bucketed_order_aggregates(
-    tables: CleanTables,
-    cut: ir.Table,
-    days: Sequence[dt.date],
-    buckets: OrderBuckets,
-    params: FeatureParams,
-) -> tuple[list[ir.Table], ir.Table]:
-    """The order aggregates per (client, cutoff) from the per-bucket sums and the recent orders.
-
-    Returns the aggregate tables to attach and the one that holds ``loss_at``.
-    """
-    anchor_s = cutoff_instant(buckets.cutoffs[-1]).timestamp()
-    year = max(params.windows_days)
-    # all-time aggregates: the buckets rolled up to every later cutoff
-    agg_orders = _rolled_up(
-        buckets.orders,
-        cut,
-        lambda j: {
-            **rfm_aggregates(j, params),
-            **rhythm_aggregates(j, params, anchor_s),
-            **basket_aggregates(j, params),
-        },
-    )
-    agg_payments = _rolled_up(buckets.dues, cut, lambda j: payment_aggregates(j, params, anchor_s))
-    agg_gaps = _rolled_up(
-        buckets.gaps, cut, lambda j: {**gap_aggregates(j, params), **lifecycle_aggregates(j, params)}
-    )
-    agg_periods = _per_cutoff(buckets.close, "ordered_at", cut, period_collisions)
-    # windowed order aggregates: each order meets only the cutoffs whose largest window holds it
-    recent = prepare_orders(_columns(tables.orders, WINDOW_ORDER_COLUMNS))
-    recent = recent.filter(
-        (recent.ordered_at < cutoff_instant(days[-1]))
-        & (recent.ordered_at >= cutoff_instant(days[0]) - dt.timedelta(days=year))
-    )
-    agg_window = _in_window(
-        recent,
-        cut,
-        lambda j: {**rfm_window_aggregates(j, params), **basket_window_aggregates(j, params)},
-        year,
-    )
-    return [agg_orders, agg_payments, agg_window, agg_gaps, agg_periods], agg_gaps
-
-
 def build_feature_table(
     con: BaseBackend,
     tables: CleanTables,
@@ -387,45 +282,37 @@ def build_feature_table(
     params: FeatureParams,
     *,
     export_date: dt.date,
-    buckets: OrderBuckets | None = None,
+    rows: OrderRows | None = None,
 ) -> ir.Table:
     """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
 
     A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
     and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
     when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
-    (contract order); rows sorted by (cutoff_at, client_id). ``buckets`` (from
-    :func:`bucket_orders` over a superset of ``cutoffs``) shares the order sums between batches.
+    (contract order); rows sorted by (cutoff_at, client_id). ``rows`` (from :func:`order_rows`
+    before a cutoff at or after the last of ``cutoffs``) shares the per-order work between
+    queries; by default it is computed in this expression.
     """
     check_windows(params)
     check_decay_days(params)
     days = sorted(set(cutoffs))
-    if len(days) == 1 and buckets is None:
-        all_days: tuple[dt.date, ...] = tuple(days)
-    else:
-        if buckets is None:
-            buckets = bucket_orders(tables, days, params)
-        missing = [d.isoformat() for d in days if d not in buckets.cutoffs]
-        if missing:
-            raise ValueError(f"features: cutoff(s) {', '.join(missing)} not among the bucketed cutoffs")
-        all_days = buckets.cutoffs
+    if rows is None:
+        rows = order_rows(tables, days[-1])
+    elif days[-1] > rows.before:
+        raise ValueError(
+            f"features: cutoff {days[-1].isoformat()} after the order rows (before {rows.before.isoformat()})"
+        )
     cut = cutoffs_table(
         cutoffs_frame(
             days,
             windows_days=params.windows_days,
             horizon_days=params.horizon_days,
             export_date=export_date,
-            ids=[all_days.index(d) for d in days],
         ),
     )
     clients = tables.clients
     base = clients.join(cut, clients.created_at < cut.cutoff_at)
-    if buckets is None:
-        # one cutoff: every order aggregate in one grouped pass (the join to the cutoff is a filter)
-        loss_rows = aggregate_orders_once(tables, cut, days, params)
-        order_aggs = [loss_rows]
-    else:
-        order_aggs, loss_rows = _bucketed_order_aggregates(tables, cut, days, buckets, params)
+    loss_rows = aggregate_orders(rows.table, cut, days, params)
 
     complaints = prepare_complaints(tables.complaints)
     contacts = prepare_contacts(tables.contacts)
@@ -434,7 +321,7 @@ def build_feature_table(
 
     t = base
     future = future_orders(_columns(tables.orders, ("client_id", "ordered_at", "status")), cut)
-    for other in (*order_aggs, agg_complaints, agg_contacts, future):
+    for other in (loss_rows, agg_complaints, agg_contacts, future):
         t = _attach(t, other)
 
     recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY

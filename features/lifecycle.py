@@ -22,9 +22,9 @@ LAPSED_OR_LOST = ("lapsed_90", "lapsed_180", "lapsed_360", "lost")
 
 
 def lifecycle_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Per (client, bucket) loss gaps (≥ tiers[0] days), last return and last completed order.
+    """Loss gaps (≥ tiers[0] days), last return and last completed order of a group of orders.
 
-    ``g`` is completed orders with their gaps (``features.rfm.prepare_gaps``) and their bucket.
+    ``g`` is completed orders with their gaps (``features.rfm.with_gaps``).
     """
     loss_gap = g.gap_days >= params.lapse_tiers_days[0]
     return {
@@ -36,7 +36,7 @@ def lifecycle_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str,
 
 
 def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Past losses, the last return (epoch seconds) and the loss date (``j``: buckets ⋈ cutoffs).
+    """Past losses, the last return (epoch seconds) and the loss date: the roll-up per (client, cutoff).
 
     ``loss_at`` is computed here, on this narrow aggregate, so the loss manager is looked up
     without touching the wide feature table.

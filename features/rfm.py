@@ -1,10 +1,11 @@
 """Recency, frequency and monetary features of completed orders before a cutoff.
 
-All-time aggregates are summed once per (client, bucket of orders between two cutoffs) and
-rolled up over the buckets before each cutoff; windowed aggregates are conditional aggregates
-over the orders inside the largest window of each cutoff (see ``features.build``). Gaps between
-consecutive completed orders are computed once on the order table with ``lag()``; a gap belongs
-to the later order, so keeping orders before the cutoff keeps exactly the gaps known at it.
+All-time aggregates are defined at two levels: what a group of orders adds up to
+(``rfm_bucket_aggregates``) and how those sums roll up to the value at a cutoff
+(``rfm_aggregates``); ``features.build`` feeds the roll-up one order at a time. Windowed aggregates
+are conditional aggregates over the orders before the cutoff. Gaps between consecutive completed
+orders are computed once on the order table with ``lag()`` (``with_gaps``); a gap belongs to the
+later order, so keeping orders before the cutoff keeps exactly the gaps known at it.
 """
 
 from __future__ import annotations
@@ -42,28 +43,14 @@ def prepare_orders(orders: ir.Table) -> ir.Table:
     return orders.mutate(is_completed=orders.status == "completed", ordered_s=orders.ordered_at_s, **extra)
 
 
-def prepare_gaps(orders: ir.Table) -> ir.Table:
-    """Completed orders with ``gap_days``, the time since the client's previous completed order.
-
-    Days (double), null for a client's first completed order; ``prev_s`` is that previous order's
-    epoch seconds. A narrow table (client, time, gap) so the window sort stays small; the gap
-    belongs to the later order, so keeping rows ordered before the cutoff keeps exactly the gaps
-    known at the cutoff.
-    """
-    done = orders.filter(orders.status == "completed").select(
-        "client_id", "ordered_at", ordered_s=orders.ordered_at_s
-    )
-    # ties in ordered_at need no tie-break: the gaps between tied orders are 0 whichever comes first
-    w = ibis.window(group_by=done.client_id, order_by=done.ordered_s)
-    prev = done.ordered_s.lag().over(w)
-    return done.mutate(prev_s=prev, gap_days=(done.ordered_s - prev) / SECONDS_PER_DAY)
-
-
 def with_gaps(orders: ir.Table) -> ir.Table:
-    """Prepared orders (any status) with ``prev_s`` and ``gap_days`` of ``prepare_gaps`` on completed ones.
+    """Prepared orders (any status) with ``prev_s`` and ``gap_days`` on the completed ones.
 
-    The window runs over (client, completed or not), so a completed order's previous order is the
-    client's previous completed one, as in ``prepare_gaps``; the columns are null on the other orders.
+    ``gap_days`` is the time since the client's previous completed order (days, double; null for
+    its first), ``prev_s`` that order's epoch seconds. The window runs over (client, completed or
+    not), so a completed order's previous order is the client's previous completed one; the
+    columns are null on the other orders. Ties in ``ordered_at`` need no tie-break: the gaps
+    between tied orders are 0 whichever comes first.
     """
     w = ibis.window(group_by=[orders.client_id, orders.is_completed], order_by=orders.ordered_s)
     # the lag gets its own projection, so the backend computes the window once, not per use
@@ -76,7 +63,7 @@ def with_gaps(orders: ir.Table) -> ir.Table:
 
 
 def sum_counts(counts: ir.IntegerValue) -> ir.IntegerValue:
-    """The int64 sum of per-bucket counts on every backend.
+    """The int64 sum of counts (per group of orders) on every backend.
 
     DuckDB sums BIGINT into HUGEINT, which Ibis still types as int64 (so a later cast to int64
     is dropped) and Parquet stores as DOUBLE; summing as double (exact below 2**53) and casting
@@ -86,7 +73,7 @@ def sum_counts(counts: ir.IntegerValue) -> ir.IntegerValue:
 
 
 def gap_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Per (client, bucket) sums of the gaps (``g``: gaps with their bucket, see ``features.build``)."""
+    """Sums of the gaps of a group of completed orders (``g``: orders with ``gap_days``)."""
     return {
         "b_gaps": g.gap_days.count(),
         "b_gap_sum": g.gap_days.sum(),
@@ -95,10 +82,10 @@ def gap_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Va
 
 
 def gap_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Mean and sample spread of the gaps before the cutoff from the bucket sums (``j``: buckets ⋈ cutoffs).
+    """Mean and sample spread of the gaps before the cutoff from the sums of ``gap_bucket_aggregates``.
 
-    The spread is ``sqrt((Σg² - (Σg)²/n) / (n - 1))`` (clamped at 0 against rounding), so a gap
-    is summed once per client and bucket instead of once per later cutoff.
+    The spread is ``sqrt((Σg² - (Σg)²/n) / (n - 1))`` (clamped at 0 against rounding): sums only,
+    so the roll-up adds up groups of gaps in any order.
     """
     n = sum_counts(j.b_gaps)
     s = j.b_gap_sum.sum()
@@ -111,11 +98,11 @@ def gap_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
 
 
 def rfm_bucket_aggregates(o: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """All-time sums, counts and extremes per (client, bucket) (``o``: prepared orders with buckets).
+    """All-time sums, counts and extremes of a group of orders (``o``: prepared orders).
 
-    A bucket holds the orders between two consecutive cutoffs; the all-time value at a cutoff is
-    the roll-up of every earlier bucket (``rfm_aggregates``). Sums of sums keep SQL's null rule:
-    a margin sum is null only when every margin in it is null.
+    The all-time value at a cutoff is the roll-up (``rfm_aggregates``) of these over the groups
+    of orders before it; ``features.build`` rolls up single orders. Sums of sums keep SQL's null
+    rule: a margin sum is null only when every margin in it is null.
     """
     done = o.is_completed
     return {
@@ -133,7 +120,7 @@ def rfm_bucket_aggregates(o: ir.Table, params: FeatureParams) -> dict[str, ir.Va
 
 
 def rfm_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """All-time RFM aggregates per (client, cutoff) from the buckets before it (``j``: buckets ⋈ cutoffs)."""
+    """All-time RFM aggregates per (client, cutoff), the roll-up of ``rfm_bucket_aggregates`` before it."""
     return {
         "orders_total": sum_counts(j.b_orders),
         "amount_total": j.b_amount.sum(),

@@ -3,7 +3,8 @@
 Reads ``CLEAN/{clients,orders,complaints,contacts}.parquet``, builds the features and labels of
 ``features.build`` on DuckDB (or PySpark when ``features.backend: pyspark``) and writes
 ``OUT/features.parquet`` (one row per client and cutoff) and ``OUT/features_summary.json``
-(rows per cutoff and state, label base rates), both atomically.
+(rows per cutoff and state, label base rates), both atomically. Several cutoffs are built in
+batches that share the per-order work, computed once into the stage's spill folder.
 """
 
 from __future__ import annotations
@@ -46,36 +47,37 @@ def resolve_cutoffs(
 def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
     """Write the batches ``exprs`` in order to ``tmp`` (the temp file of ``write_atomic``).
 
-    One DuckDB batch is written by DuckDB's parallel COPY; several batches (or PySpark) are
-    streamed through one Arrow Parquet writer, so the file is the concatenation in batch order
-    (Ibis' to_pyarrow_batches does not work with DuckDB 2, hence the part files).
+    On DuckDB each batch is written by DuckDB's parallel COPY, to ``tmp`` itself when there is
+    one, else to a part file; one more COPY concatenates the parts in batch order (streaming a
+    sorted 1M-row batch out of DuckDB as Arrow ran out of its 2GB memory limit at 1M clients).
+    PySpark batches are streamed through one Arrow Parquet writer.
     """
     import pyarrow.parquet as pq
 
-    if backend == "duckdb" and len(exprs) == 1:
-        con.to_parquet(exprs[0], tmp)
+    if backend == "duckdb":
+        if len(exprs) == 1:
+            con.to_parquet(exprs[0], tmp)
+            return
+        parts = [tmp.with_suffix(f".part{i}") for i in range(len(exprs))]
+        try:
+            for expr, part in zip(exprs, parts, strict=True):
+                con.to_parquet(expr, part)
+            con.to_parquet(con.read_parquet(parts), tmp)
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
         return
     schema = exprs[0].schema().to_pyarrow()
     with pq.ParquetWriter(tmp, schema) as writer:
         for expr in exprs:
-            if backend == "duckdb":
-                # DuckDB writes each batch (parallel COPY) to a part file that is then streamed in
-                part = tmp.with_suffix(".part")
-                try:
-                    con.to_parquet(expr, part)
-                    for batch in pq.ParquetFile(part).iter_batches(batch_size=256_000):
-                        writer.write_batch(batch.cast(schema))
-                finally:
-                    part.unlink(missing_ok=True)
-            else:
-                writer.write_table(expr.to_pyarrow().cast(schema))
+            writer.write_table(expr.to_pyarrow().cast(schema))
 
 
 def batch_cutoffs(cutoffs: list[dt.date], n_clients: int, max_rows_per_query: int) -> list[list[dt.date]]:
     """Split sorted cutoffs into consecutive batches of about ``max_rows_per_query`` client rows.
 
-    All cutoffs of a batch share one scan and one grouped aggregate; the cap keeps the
-    aggregate's state within the memory limit (about 2M (client, cutoff) rows per GB).
+    All cutoffs of a batch share one scan and one grouped aggregate (each order joined to every
+    cutoff of the batch it precedes); the cap keeps the aggregate's state within the memory limit.
     """
     per_batch = max(1, max_rows_per_query // max(n_clients, 1))
     days = sorted(cutoffs)
@@ -95,9 +97,10 @@ def run_features(
 ) -> dict[str, Any]:
     """Build and write the feature table and its summary; return the summary.
 
-    Cutoffs are built together in batches of at most ``max_rows_per_query`` (client, cutoff)
-    rows (see ``batch_cutoffs``) that share one pass over the orders (``features.build.bucket_orders``,
-    written once to the spill folder); the written file holds every batch in cutoff order.
+    Cutoffs are built in batches of at most ``max_rows_per_query`` (client, cutoff) rows (see
+    ``batch_cutoffs``). With several batches the per-order work (``features.build.order_rows``: the
+    gap window) is done once and written to the spill folder, and each batch only filters and
+    aggregates it; the written file holds every batch in cutoff order.
     """
     from features.tables import connect
 
@@ -130,7 +133,7 @@ def _build_and_write(
     export_date: dt.date,
     max_rows_per_query: int,
 ) -> dict[str, Any]:
-    from features.build import bucket_orders, build_feature_table, summarize_feature_table
+    from features.build import build_feature_table, order_rows, summarize_feature_table
     from features.contract import check_feature_table
     from features.tables import load_clean_tables
     from models.io import write_atomic, write_json_atomic
@@ -138,19 +141,15 @@ def _build_and_write(
     tables = load_clean_tables(con, clean)
     n_clients = int(tables.clients.count().to_pyarrow().as_py())
     batches = batch_cutoffs(cutoffs, n_clients, max_rows_per_query)
-    buckets = None
+    rows = None
     if len(batches) > 1:
-        # the batches share the per-bucket order sums: computed once for every cutoff and written to
-        # the spill folder (a file, not an in-memory table, so the memory limit still holds)
-        buckets = bucket_orders(tables, cutoffs, params)
-        parts: dict[str, Any] = {}
-        for name, table in buckets.tables().items():
-            con.to_parquet(table, spill / f"buckets_{name}.parquet")
-            parts[name] = con.read_parquet(spill / f"buckets_{name}.parquet")
-        buckets = buckets.replace(parts)
-    exprs = [
-        build_feature_table(con, tables, b, params, export_date=export_date, buckets=buckets) for b in batches
-    ]
+        # the batches share the per-order work (epoch seconds, the gap window): done once for every
+        # cutoff and written to the spill folder (a file, not an in-memory table, so the memory
+        # limit still holds); each batch then filters and aggregates it
+        rows = order_rows(tables, max(cutoffs))
+        con.to_parquet(rows.table, spill / "order_rows.parquet")
+        rows = rows.replace(con.read_parquet(spill / "order_rows.parquet"))
+    exprs = [build_feature_table(con, tables, b, params, export_date=export_date, rows=rows) for b in batches]
     target = out / "features.parquet"
     check_feature_table(exprs[0].columns, source=str(target))
     log.info("building %d cutoffs for %d clients in %d batch(es)", len(cutoffs), n_clients, len(batches))

@@ -110,11 +110,11 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
     from features.rfm import (
         gap_aggregates,
         gap_bucket_aggregates,
-        prepare_gaps,
         prepare_orders,
         rfm_aggregates,
         rfm_bucket_aggregates,
         rfm_window_aggregates,
+        with_gaps,
     )
     from features.rhythm import rhythm_aggregates, rhythm_bucket_aggregates
     from features.tables import cutoffs_frame, cutoffs_table, tables_from_frames
@@ -131,7 +131,9 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
     cut = cutoffs_table(
         cutoffs_frame([day], windows_days=params.windows_days, horizon_days=100, export_date=day)
     )
-    orders, gaps = prepare_orders(tables.orders), prepare_gaps(tables.orders)
+    orders = prepare_orders(tables.orders)
+    gaps = with_gaps(orders)
+    gaps = gaps.filter(gaps.is_completed)
     orders = orders.mutate(
         bucket=bucket_of(orders.ordered_at, [day]),
         b_due_bucket=bucket_of(orders.due_at, [day]),

@@ -141,16 +141,3 @@ def test_batch_cutoffs_splits_by_client_rows() -> None:
     assert batch_cutoffs(days, 1_000_000, 2_000_000) == [days[0:2], days[2:4], days[4:6], days[6:7]]
     assert batch_cutoffs(days, 10, 2_000_000) == [days]
     assert batch_cutoffs(days, 5_000_000, 2_000_000) == [[d] for d in days]
-
-
-def test_shared_buckets_must_cover_the_batch(tmp_path: Path) -> None:
-    from features.build import bucket_orders, build_feature_table
-    from features.tables import connect, load_clean_tables
-
-    write_clean(random_frames(10, seed=2), tmp_path)
-    con = connect("duckdb", threads=1, memory_limit="512MB")
-    tables = load_clean_tables(con, tmp_path)
-    params = FeatureParams(cutoffs=[dt.date(2024, 1, 1)])
-    buckets = bucket_orders(tables, [dt.date(2024, 1, 1)], params)
-    with pytest.raises(ValueError, match=r"2024-06-01 not among the bucketed cutoffs"):
-        build_feature_table(con, tables, [dt.date(2024, 6, 1)], params, export_date=EXPORT, buckets=buckets)
