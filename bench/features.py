@@ -45,7 +45,11 @@ MEMORY_LIMIT = "2GB"
 
 
 def generate(out: Path, clients: int, seed: int) -> None:
-    """Write a synthetic clean sample (contract columns and types) with DuckDB SQL."""
+    """Write a synthetic clean sample (contract columns and types) with DuckDB SQL.
+
+    Rows are sorted as `comeback ingest` writes them (``features.contract`` ``sort_by``: by client,
+    then time), so every measurement reads the layout the features stage gets in production.
+    """
     import duckdb
 
     out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,8 @@ def generate(out: Path, clients: int, seed: int) -> None:
                FROM (SELECT i, {skewed} AS client_id,
                             {start} + to_seconds(CAST(floor(random() * {span}) AS BIGINT)) AS ordered_at,
                             random() AS r, random() AS d
-                     FROM range({n_orders}) t(i)))
+                     FROM range({n_orders}) t(i))
+               ORDER BY client_id, ordered_at, i)
            TO '{out / "orders.parquet"}' (FORMAT parquet)"""
     )
     con.execute(
@@ -91,7 +96,8 @@ def generate(out: Path, clients: int, seed: int) -> None:
                  END AS resolved_at
                FROM (SELECT i, {skewed} AS client_id,
                             {start} + to_seconds(CAST(floor(random() * {span}) AS BIGINT)) AS created_at
-                     FROM range({n_complaints}) t(i)))
+                     FROM range({n_complaints}) t(i))
+               ORDER BY client_id, created_at, i)
            TO '{out / "complaints.parquet"}' (FORMAT parquet)"""
     )
     con.execute(
@@ -99,7 +105,8 @@ def generate(out: Path, clients: int, seed: int) -> None:
                  {start} + to_seconds(CAST(floor(random() * {span}) AS BIGINT)) AS contacted_at,
                  CASE WHEN random() < 0.5 THEN 'prevention' ELSE 'winback' END AS campaign,
                  NULL::VARCHAR AS offer, 'm' || CAST(i % 50 AS VARCHAR) AS manager_id
-               FROM range({n_contacts}) t(i)) TO '{out / "contacts.parquet"}' (FORMAT parquet)"""
+               FROM range({n_contacts}) t(i)
+               ORDER BY client_id, contacted_at, i) TO '{out / "contacts.parquet"}' (FORMAT parquet)"""
     )
     con.close()
 
@@ -308,7 +315,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     clean = args.clean
     if clean is None:
-        clean = work / f"clean_{args.clients}_{args.seed}"
+        clean = work / f"clean_{args.clients}_{args.seed}_sorted"
         if not (clean / "orders.parquet").exists():
             t = time.perf_counter()
             generate(clean, args.clients, args.seed)

@@ -47,7 +47,12 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """A contract table: its columns, its key and the tables it references."""
+    """A contract table: its columns, its key, the tables it references and its clean row order.
+
+    ``sort_by``: the clean table's rows are sorted by these columns (then file order), so a
+    client's rows lie together: grouping by client then touches each group's state in a run
+    instead of at random (the features stage's grouped aggregates run several times faster).
+    """
 
     name: str
     columns: tuple[Column, ...]
@@ -55,6 +60,7 @@ class Table:
     references: Mapping[str, str] = field(default_factory=dict)
     optional_table: bool = False
     meaning: str = ""
+    sort_by: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -81,6 +87,7 @@ CONTACT_CAMPAIGNS = ("prevention", "winback")
 CLIENTS = Table(
     name="clients",
     key="client_id",
+    sort_by=("client_id",),
     meaning="One row per client of the company.",
     columns=(
         Column("client_id", "string", rule="unique, not empty", meaning="CRM id of the client"),
@@ -107,6 +114,7 @@ CLIENTS = Table(
 ORDERS = Table(
     name="orders",
     key="order_id",
+    sort_by=("client_id", "ordered_at"),
     references={"client_id": "clients"},
     meaning="One row per order; only completed orders count as purchases.",
     columns=(
@@ -159,6 +167,7 @@ ORDERS = Table(
 COMPLAINTS = Table(
     name="complaints",
     key="complaint_id",
+    sort_by=("client_id", "created_at"),
     references={"client_id": "clients"},
     meaning="One row per complaint, as the client saw the problem.",
     columns=(
@@ -200,6 +209,7 @@ COMPLAINTS = Table(
 CONTACTS = Table(
     name="contacts",
     key="contact_id",
+    sort_by=("client_id", "contacted_at"),
     references={"client_id": "clients"},
     optional_table=True,
     meaning="Retention contacts made by the company (optional table).",

@@ -637,9 +637,11 @@ def validate_table(
         i = idx[c.name]
         expr = f"coalesce(t{i}, {str(c.default).lower()})" if c.default is not None else f"t{i}"
         out_cols.append(f"CAST({expr} AS {DUCKDB_TYPES[c.kind]}) AS {_ident(c.name)}")
+    # sorted as the contract says (ties in file order): the features stage groups by client
+    order = ", ".join([*(f"t{idx[c]}" for c in contract.sort_by), "line"])
     con.execute(
         f"CREATE OR REPLACE TABLE clean_{name} AS SELECT {', '.join(out_cols)} FROM {typed} "
-        f"WHERE line NOT IN (SELECT line FROM {violations}) ORDER BY line"
+        f"WHERE line NOT IN (SELECT line FROM {violations}) ORDER BY {order}"
     )
 
     malformed = pa.table(

@@ -224,15 +224,43 @@ def test_naive_timestamps_are_read_in_the_declared_zone(tmp_path: Path) -> None:
         "x4,c1,2024-07-15T12:00:00Z,winback,,m1\n"
         "x5,c1,2024-03-31,winback,,m1\n"  # a date alone is local midnight
     )
-    got = run(raw, params).tables["contacts"].clean.column("contacted_at").to_pylist()
+    clean = run(raw, params).tables["contacts"].clean
+    got = dict(
+        zip(clean.column("contact_id").to_pylist(), clean.column("contacted_at").to_pylist(), strict=True)
+    )
     utc = dt.UTC
-    assert got == [
-        dt.datetime(2024, 1, 15, 11, 0, tzinfo=utc),
-        dt.datetime(2024, 7, 15, 10, 0, tzinfo=utc),
-        dt.datetime(2024, 7, 15, 7, 0, tzinfo=utc),
-        dt.datetime(2024, 7, 15, 12, 0, tzinfo=utc),
-        dt.datetime(2024, 3, 30, 23, 0, tzinfo=utc),
+    assert got == {
+        "x1": dt.datetime(2024, 1, 15, 11, 0, tzinfo=utc),
+        "x2": dt.datetime(2024, 7, 15, 10, 0, tzinfo=utc),
+        "x3": dt.datetime(2024, 7, 15, 7, 0, tzinfo=utc),
+        "x4": dt.datetime(2024, 7, 15, 12, 0, tzinfo=utc),
+        "x5": dt.datetime(2024, 3, 30, 23, 0, tzinfo=utc),
+    }
+
+
+def test_clean_rows_are_sorted_by_client_and_time_ties_in_file_order(tmp_path: Path) -> None:
+    raw = make_export(tmp_path)
+    (raw / "orders.csv").write_text(
+        "order_id,client_id,ordered_at,amount,margin,status,due_at,paid_at\n"
+        "o1,c2,2024-03-01 10:00:00,10,,completed,,\n"
+        "o2,c1,2024-05-01 10:00:00,10,,completed,,\n"
+        "o3,c2,2024-01-01 10:00:00,10,,completed,,\n"
+        "o4,c1,2024-02-01 10:00:00,10,,cancelled,,\n"
+        "o5,c2,2024-03-01 10:00:00,10,,returned,,\n"  # ties with o1: file order decides
+        "o6,c1,2024-02-01 10:00:00,10,,completed,,\n"  # ties with o4
+    )
+    result = run(raw, PARAMS)
+    assert result.tables["orders"].clean.column("order_id").to_pylist() == [
+        "o4",
+        "o6",
+        "o2",
+        "o3",
+        "o1",
+        "o5",
     ]
+    for name, r in result.tables.items():
+        ids = r.clean.column("client_id").to_pylist()
+        assert ids == sorted(ids), name
 
 
 def test_export_instant_uses_the_declared_zone(tmp_path: Path) -> None:
