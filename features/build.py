@@ -43,6 +43,8 @@ from features.lifecycle import (
     last_contact_managers,
     lifecycle_aggregates,
     lifecycle_bucket_aggregates,
+    loss_gap_aggregates,
+    loss_gap_bucket_aggregates,
 )
 from features.payments import derive_payments, payment_aggregates, payment_bucket_aggregates
 from features.rfm import (
@@ -175,7 +177,7 @@ def _row_values(aggs: dict[str, ir.Value]) -> dict[str, ir.Value]:
     return out
 
 
-#: The order columns the order aggregates read (``order_rows``).
+#: The order columns the order aggregates read (:func:`aggregate_orders`).
 ORDER_COLUMNS = (
     "client_id",
     "ordered_at",
@@ -193,57 +195,51 @@ ORDER_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class OrderRows:
-    """The orders stamped before ``before`` with their cutoff-independent per-row columns.
+class GapRows:
+    """The completed orders stamped before ``before`` with the gap to the client's previous one.
 
-    Built by :func:`order_rows`; a stage that builds several cutoffs computes it once (the gap
-    window is the costly part), writes it to a file and hands it to every cutoff's
-    ``build_feature_table(..., rows=...)``, which then only filters and aggregates it.
+    Built by :func:`gap_rows`; a stage that builds several cutoffs computes it once (the window
+    sorting every completed order by client is the costly part), writes it to a file and hands
+    it to every cutoff's ``build_feature_table(..., gaps=...)``, which then only filters and
+    aggregates it.
     """
 
     before: dt.date
     table: ir.Table
 
-    def replace(self, table: ir.Table) -> OrderRows:
+    def replace(self, table: ir.Table) -> GapRows:
         """The same rows as ``table`` (e.g. read back from a file)."""
         return dataclasses.replace(self, table=table)
 
 
-def order_rows(tables: CleanTables, before: dt.date) -> OrderRows:
-    """The orders before cutoff ``before`` with completion flag, epoch seconds and gaps.
+def gap_rows(tables: CleanTables, before: dt.date) -> GapRows:
+    """The completed orders before cutoff ``before``: client, stamp, ``prev_s`` and ``gap_days``.
 
-    Orders on or after ``before`` never enter a feature at an earlier cutoff (labels read
-    ``tables.orders`` directly), and a gap belongs to the later order, so filtering these rows to
-    an earlier cutoff keeps exactly the orders and gaps known at it.
+    Only the columns the gap aggregates read go through the window. Orders on or after
+    ``before`` never enter a feature at an earlier cutoff (labels read ``tables.orders``
+    directly), and a gap belongs to the later order, so filtering these rows to an earlier
+    cutoff keeps exactly the orders and gaps known at it.
     """
-    o = _columns(tables.orders, ORDER_COLUMNS)
-    # the window sorts every column it carries: only those the aggregates read (not the *_at_s
-    # twins), and no constant (an optional column the export lacks, e.g. item_count), added after
-    op = o.op()
-    consts = (
-        {n: v.to_expr() for n, v in op.values.items() if isinstance(v, ops.Literal)}
-        if isinstance(op, ops.Project)
-        else {}
-    )
-    o = prepare_orders(o.filter(o.ordered_at < cutoff_instant(before)))
-    gaps = with_gaps(o.drop("ordered_at_s", "due_at_s", "paid_at_s", *consts))
-    return OrderRows(before, gaps.mutate(**consts))
+    o = _columns(tables.orders, ("client_id", "ordered_at", "status", "ordered_at_s"))
+    done = o.filter((o.status == "completed") & (o.ordered_at < cutoff_instant(before)))
+    return GapRows(before, with_gaps(done.select("client_id", "ordered_at", ordered_s=done.ordered_at_s)))
 
 
 def aggregate_orders(
-    rows: ir.Table, cut: ir.Table, days: Sequence[dt.date], params: FeatureParams
+    orders: ir.Table, cut: ir.Table, days: Sequence[dt.date], params: FeatureParams
 ) -> ir.Table:
-    """Every order aggregate per (client, cutoff) in one grouped pass over ``rows`` (``order_rows``).
+    """Every order aggregate but the gaps' per (client, cutoff), in one grouped pass over ``orders``.
 
     Each order is joined to the cutoffs it precedes (for one cutoff the join is a filter) and
     carries what it adds to every per-bucket aggregate (``_row_values``); the roll-ups
     (``rfm_aggregates`` and the others) sum those per (client, cutoff) together with the windowed
-    and period aggregates. ``days`` are the dates of ``cut`` in ``cutoff_id`` order.
+    aggregates. ``days`` are the dates of ``cut`` in ``cutoff_id`` order.
     """
     anchor_s = cutoff_instant(days[-1]).timestamp()
-    o = rows.mutate(
-        b_paid_bucket=bucket_of(rows.paid_at, days),
-        b_due_exit_bucket=bucket_of(rows.due_at + ibis.interval(days=YEAR_DAYS), days),
+    o = prepare_orders(_columns(orders, ORDER_COLUMNS))
+    o = o.mutate(
+        b_paid_bucket=bucket_of(o.paid_at, days),
+        b_due_exit_bucket=bucket_of(o.due_at + ibis.interval(days=YEAR_DAYS), days),
     )
     j = o.join(cut, o.ordered_at < cut.cutoff_at)
     due = j.due_at.notnull() & (ibis.greatest(j.ordered_at, j.due_at) < j.cutoff_at)
@@ -253,25 +249,34 @@ def aggregate_orders(
                 **rfm_bucket_aggregates(j, params),
                 **rhythm_bucket_aggregates(j, params, anchor_s),
                 **basket_bucket_aggregates(j, params),
-                **_restrict(
-                    {**gap_bucket_aggregates(j, params), **lifecycle_bucket_aggregates(j, params)},
-                    j.is_completed,
-                ),
+                **_restrict(lifecycle_bucket_aggregates(j, params), j.is_completed),
                 **_restrict(payment_bucket_aggregates(j, params, anchor_s), due),
             }
         )
     )
-    close = j.is_completed & (j.gap_days < float(PERIOD_DAYS + 1))
     return j.group_by(KEYS).aggregate(
         **rfm_aggregates(j, params),
         **rhythm_aggregates(j, params, anchor_s),
         **basket_aggregates(j, params),
-        **gap_aggregates(j, params),
         **lifecycle_aggregates(j, params),
         **payment_aggregates(j, params, anchor_s),
         **rfm_window_aggregates(j, params),
         **basket_window_aggregates(j, params),
-        **_restrict(period_collisions(j), close),
+    )
+
+
+def aggregate_gaps(gaps: ir.Table, cut: ir.Table, params: FeatureParams) -> ir.Table:
+    """The aggregates of the gaps between completed orders per (client, cutoff), from ``gap_rows``.
+
+    Gap mean and spread, loss gaps and the last return, and the orders in the same 30-day period
+    as the previous one (``period_collisions``).
+    """
+    j = gaps.join(cut, gaps.ordered_at < cut.cutoff_at)
+    j = j.mutate(**_row_values({**gap_bucket_aggregates(j, params), **loss_gap_bucket_aggregates(j, params)}))
+    return j.group_by(KEYS).aggregate(
+        **gap_aggregates(j, params),
+        **loss_gap_aggregates(j, params),
+        **_restrict(period_collisions(j), j.gap_days < float(PERIOD_DAYS + 1)),
     )
 
 
@@ -282,25 +287,25 @@ def build_feature_table(
     params: FeatureParams,
     *,
     export_date: dt.date,
-    rows: OrderRows | None = None,
+    gaps: GapRows | None = None,
 ) -> ir.Table:
     """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
 
     A cutoff date D is the snapshot at D 00:00 UTC: only rows stamped strictly before it are used,
     and clients created at or after it have no row. Labels use [D, D + horizon_days) and are null
     when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
-    (contract order); rows sorted by (cutoff_at, client_id). ``rows`` (from :func:`order_rows`
-    before a cutoff at or after the last of ``cutoffs``) shares the per-order work between
-    queries; by default it is computed in this expression.
+    (contract order); rows sorted by (cutoff_at, client_id). ``gaps`` (from :func:`gap_rows`
+    before a cutoff at or after the last of ``cutoffs``) shares the gap window between queries;
+    by default it is computed in this expression.
     """
     check_windows(params)
     check_decay_days(params)
     days = sorted(set(cutoffs))
-    if rows is None:
-        rows = order_rows(tables, days[-1])
-    elif days[-1] > rows.before:
+    if gaps is None:
+        gaps = gap_rows(tables, days[-1])
+    elif days[-1] > gaps.before:
         raise ValueError(
-            f"features: cutoff {days[-1].isoformat()} after the order rows (before {rows.before.isoformat()})"
+            f"features: cutoff {days[-1].isoformat()} after the gap rows (before {gaps.before.isoformat()})"
         )
     cut = cutoffs_table(
         cutoffs_frame(
@@ -312,7 +317,7 @@ def build_feature_table(
     )
     clients = tables.clients
     base = clients.join(cut, clients.created_at < cut.cutoff_at)
-    loss_rows = aggregate_orders(rows.table, cut, days, params)
+    loss_rows = aggregate_orders(tables.orders, cut, days, params)
 
     complaints = prepare_complaints(tables.complaints)
     contacts = prepare_contacts(tables.contacts)
@@ -321,7 +326,7 @@ def build_feature_table(
 
     t = base
     future = future_orders(_columns(tables.orders, ("client_id", "ordered_at", "status")), cut)
-    for other in (loss_rows, agg_complaints, agg_contacts, future):
+    for other in (loss_rows, aggregate_gaps(gaps.table, cut, params), agg_complaints, agg_contacts, future):
         t = _attach(t, other)
 
     recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY

@@ -22,21 +22,15 @@ LAPSED_OR_LOST = ("lapsed_90", "lapsed_180", "lapsed_360", "lost")
 
 
 def lifecycle_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Loss gaps (≥ tiers[0] days), last return and last completed order of a group of orders.
-
-    ``g`` is completed orders with their gaps (``features.rfm.with_gaps``).
-    """
-    loss_gap = g.gap_days >= params.lapse_tiers_days[0]
+    """The last completed order of a group of orders (``g``: completed orders)."""
     return {
-        "b_loss_gaps": g.count(where=loss_gap),
-        "b_last_return_s": g.ordered_s.max(where=loss_gap),
         "b_done_last_at": g.ordered_at.max(),
         "b_done_last_s": g.ordered_s.max(),
     }
 
 
 def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """Past losses, the last return (epoch seconds) and the loss date: the roll-up per (client, cutoff).
+    """The loss date per (client, cutoff), the roll-up of ``lifecycle_bucket_aggregates``.
 
     ``loss_at`` is computed here, on this narrow aggregate, so the loss manager is looked up
     without touching the wide feature table.
@@ -44,11 +38,30 @@ def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Val
     t0 = params.lapse_tiers_days[0]
     lapsed = (j.cutoff_s.max() - j.b_done_last_s.max()) / SECONDS_PER_DAY >= t0
     return {
-        "agg_loss_gaps": sum_counts(j.b_loss_gaps),
-        "agg_last_return_s": j.b_last_return_s.max(),
         "loss_at": ibis.ifelse(
             lapsed, j.b_done_last_at.max() + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
         ),
+    }
+
+
+def loss_gap_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Loss gaps (≥ tiers[0] days) and the last return of a group of completed orders.
+
+    ``g`` is completed orders with their gaps (``features.rfm.with_gaps``).
+    """
+    loss_gap = g.gap_days >= params.lapse_tiers_days[0]
+    return {
+        "b_loss_gaps": g.count(where=loss_gap),
+        "b_last_return_s": g.ordered_s.max(where=loss_gap),
+    }
+
+
+def loss_gap_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
+    """Past losses and the last return (epoch seconds) per (client, cutoff): the roll-up of
+    ``loss_gap_bucket_aggregates``."""
+    return {
+        "agg_loss_gaps": sum_counts(j.b_loss_gaps),
+        "agg_last_return_s": j.b_last_return_s.max(),
     }
 
 

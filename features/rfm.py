@@ -43,23 +43,19 @@ def prepare_orders(orders: ir.Table) -> ir.Table:
     return orders.mutate(is_completed=orders.status == "completed", ordered_s=orders.ordered_at_s, **extra)
 
 
-def with_gaps(orders: ir.Table) -> ir.Table:
-    """Prepared orders (any status) with ``prev_s`` and ``gap_days`` on the completed ones.
+def with_gaps(done: ir.Table) -> ir.Table:
+    """Completed orders with ``prev_s`` and ``gap_days``: the time since the client's previous one.
 
-    ``gap_days`` is the time since the client's previous completed order (days, double; null for
-    its first), ``prev_s`` that order's epoch seconds. The window runs over (client, completed or
-    not), so a completed order's previous order is the client's previous completed one; the
-    columns are null on the other orders. Ties in ``ordered_at`` need no tie-break: the gaps
-    between tied orders are 0 whichever comes first.
+    ``done`` is a narrow projection of the client's completed orders with ``ordered_s`` (the
+    window sorts every column it carries, so it should carry only what the gap aggregates read).
+    ``gap_days`` is days (double; null for the client's first completed order), ``prev_s`` that
+    previous order's epoch seconds. Ties in ``ordered_at`` need no tie-break: the gaps between
+    tied orders are 0 whichever comes first.
     """
-    w = ibis.window(group_by=[orders.client_id, orders.is_completed], order_by=orders.ordered_s)
+    w = ibis.window(group_by=done.client_id, order_by=done.ordered_s)
     # the lag gets its own projection, so the backend computes the window once, not per use
-    o = orders.mutate(lag_s=orders.ordered_s.lag().over(w))
-    null = ibis.null("float64")
-    return o.mutate(
-        prev_s=ibis.ifelse(o.is_completed, o.lag_s, null),
-        gap_days=ibis.ifelse(o.is_completed, (o.ordered_s - o.lag_s) / SECONDS_PER_DAY, null),
-    ).drop("lag_s")
+    o = done.mutate(prev_s=done.ordered_s.lag().over(w))
+    return o.mutate(gap_days=(o.ordered_s - o.prev_s) / SECONDS_PER_DAY)
 
 
 def sum_counts(counts: ir.IntegerValue) -> ir.IntegerValue:

@@ -98,9 +98,9 @@ def run_features(
     """Build and write the feature table and its summary; return the summary.
 
     Cutoffs are built in batches of at most ``max_rows_per_query`` (client, cutoff) rows (see
-    ``batch_cutoffs``). With several batches the per-order work (``features.build.order_rows``: the
-    gap window) is done once and written to the spill folder, and each batch only filters and
-    aggregates it; the written file holds every batch in cutoff order.
+    ``batch_cutoffs``). With several batches the gap window (``features.build.gap_rows``) is done
+    once and written to the spill folder, and each batch only filters and aggregates it; the
+    written file holds every batch in cutoff order.
     """
     from features.tables import connect
 
@@ -133,7 +133,7 @@ def _build_and_write(
     export_date: dt.date,
     max_rows_per_query: int,
 ) -> dict[str, Any]:
-    from features.build import build_feature_table, order_rows, summarize_feature_table
+    from features.build import build_feature_table, gap_rows, summarize_feature_table
     from features.contract import check_feature_table
     from features.tables import load_clean_tables
     from models.io import write_atomic, write_json_atomic
@@ -141,15 +141,15 @@ def _build_and_write(
     tables = load_clean_tables(con, clean)
     n_clients = int(tables.clients.count().to_pyarrow().as_py())
     batches = batch_cutoffs(cutoffs, n_clients, max_rows_per_query)
-    rows = None
+    gaps = None
     if len(batches) > 1:
-        # the batches share the per-order work (epoch seconds, the gap window): done once for every
+        # the batches share the gap window over the completed orders: computed once for every
         # cutoff and written to the spill folder (a file, not an in-memory table, so the memory
         # limit still holds); each batch then filters and aggregates it
-        rows = order_rows(tables, max(cutoffs))
-        con.to_parquet(rows.table, spill / "order_rows.parquet")
-        rows = rows.replace(con.read_parquet(spill / "order_rows.parquet"))
-    exprs = [build_feature_table(con, tables, b, params, export_date=export_date, rows=rows) for b in batches]
+        gaps = gap_rows(tables, max(cutoffs))
+        con.to_parquet(gaps.table, spill / "gap_rows.parquet")
+        gaps = gaps.replace(con.read_parquet(spill / "gap_rows.parquet"))
+    exprs = [build_feature_table(con, tables, b, params, export_date=export_date, gaps=gaps) for b in batches]
     target = out / "features.parquet"
     check_feature_table(exprs[0].columns, source=str(target))
     log.info("building %d cutoffs for %d clients in %d batch(es)", len(cutoffs), n_clients, len(batches))

@@ -105,7 +105,12 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
     )
     from features.build import bucket_of
     from features.config import FeatureParams
-    from features.lifecycle import lifecycle_aggregates, lifecycle_bucket_aggregates
+    from features.lifecycle import (
+        lifecycle_aggregates,
+        lifecycle_bucket_aggregates,
+        loss_gap_aggregates,
+        loss_gap_bucket_aggregates,
+    )
     from features.payments import payment_aggregates, payment_bucket_aggregates
     from features.rfm import (
         gap_aggregates,
@@ -132,8 +137,8 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
         cutoffs_frame([day], windows_days=params.windows_days, horizon_days=100, export_date=day)
     )
     orders = prepare_orders(tables.orders)
-    gaps = with_gaps(orders)
-    gaps = gaps.filter(gaps.is_completed)
+    done = orders.filter(orders.is_completed)
+    gaps = with_gaps(done.select("client_id", "ordered_at", "ordered_s"))
     orders = orders.mutate(
         bucket=bucket_of(orders.ordered_at, [day]),
         b_due_bucket=bucket_of(orders.due_at, [day]),
@@ -146,13 +151,14 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
         "payments": payment_bucket_aggregates(orders, params, 0.0),
         "rhythm": rhythm_bucket_aggregates(orders, params, 0.0),
         "basket": basket_bucket_aggregates(orders, params),
+        "lifecycle": lifecycle_bucket_aggregates(orders, params),
     }
     ob = orders.group_by(
         ["client_id", "bucket", "b_due_bucket", "b_paid_bucket", "b_due_exit_bucket"]
     ).aggregate(**{k: v for aggs in per_bucket.values() for k, v in aggs.items()})
     gap_bucket = {
         "gaps": gap_bucket_aggregates(gaps, params),
-        "lifecycle": lifecycle_bucket_aggregates(gaps, params),
+        "loss_gaps": loss_gap_bucket_aggregates(gaps, params),
     }
     gb = gaps.group_by(["client_id", "bucket"]).aggregate(
         **{k: v for aggs in gap_bucket.values() for k, v in aggs.items()}
@@ -167,7 +173,8 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
         "rhythm": rhythm_aggregates(j, params, 0.0),
         "basket": basket_aggregates(j, params),
         "gaps": gap_aggregates(g, params),
-        "lifecycle": lifecycle_aggregates(g, params),
+        "lifecycle": lifecycle_aggregates(j, params),
+        "loss_gaps": loss_gap_aggregates(g, params),
         "rfm_window": rfm_window_aggregates(w, params),
         "basket_window": basket_window_aggregates(w, params),
         "basket_periods": period_collisions(gj),

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from _features_frames import mismatched_columns, random_frames, write_clean
 
-from features.build import build_feature_table, order_rows
+from features.build import build_feature_table, gap_rows
 from features.config import FeatureParams
 from features.tables import connect, load_clean_tables
 
@@ -52,11 +52,11 @@ def test_several_cutoffs_and_shared_rows_equal_each_cutoff_alone(tmp_path: Path,
     alone = _concat(con, [build_feature_table(con, tables, [d], params, export_date=EXPORT) for d in CUTOFFS])
     together = _concat(con, [build_feature_table(con, tables, CUTOFFS, params, export_date=EXPORT)])
     # as the stage shares them: computed once before the last cutoff, written and read back
-    rows = order_rows(tables, CUTOFFS[-1])
-    con.to_parquet(rows.table, tmp_path / "order_rows.parquet")
-    rows = rows.replace(con.read_parquet(tmp_path / "order_rows.parquet"))
+    gaps = gap_rows(tables, CUTOFFS[-1])
+    con.to_parquet(gaps.table, tmp_path / "gap_rows.parquet")
+    gaps = gaps.replace(con.read_parquet(tmp_path / "gap_rows.parquet"))
     shared = _concat(
-        con, [build_feature_table(con, tables, [d], params, export_date=EXPORT, rows=rows) for d in CUTOFFS]
+        con, [build_feature_table(con, tables, [d], params, export_date=EXPORT, gaps=gaps) for d in CUTOFFS]
     )
     assert alone.cutoff_at.nunique() == len(CUTOFFS) and len(alone) > 100
     assert alone.state.nunique() >= 5 and alone.loss_manager_id.notna().any()
@@ -64,14 +64,14 @@ def test_several_cutoffs_and_shared_rows_equal_each_cutoff_alone(tmp_path: Path,
     _assert_same(shared, alone)
 
 
-def test_shared_rows_must_reach_the_last_cutoff(tmp_path: Path) -> None:
+def test_shared_gap_rows_must_reach_the_last_cutoff(tmp_path: Path) -> None:
     write_clean(random_frames(10, seed=2), tmp_path)
     con = connect("duckdb", threads=1, memory_limit="512MB")
     tables = load_clean_tables(con, tmp_path)
     params = FeatureParams(cutoffs=[dt.date(2024, 6, 1)])
-    rows = order_rows(tables, dt.date(2024, 1, 1))
-    with pytest.raises(ValueError, match=r"cutoff 2024-06-01 after the order rows \(before 2024-01-01\)"):
-        build_feature_table(con, tables, [dt.date(2024, 6, 1)], params, export_date=EXPORT, rows=rows)
+    gaps = gap_rows(tables, dt.date(2024, 1, 1))
+    with pytest.raises(ValueError, match=r"cutoff 2024-06-01 after the gap rows \(before 2024-01-01\)"):
+        build_feature_table(con, tables, [dt.date(2024, 6, 1)], params, export_date=EXPORT, gaps=gaps)
 
 
 @pytest.mark.spark
