@@ -243,6 +243,7 @@ TEMPLATES: dict[str, Template] = {
     "complaint_resolve_days_mean": Template(
         ("complaints took {complaint_resolve_days_mean|days} to resolve on average",),
         missing="no resolved complaint",
+        topic="open_complaint",
     ),
     "days_since_last_complaint": Template(
         ("last complaint {days_since_last_complaint|days} ago",), missing="never complained"

@@ -168,3 +168,25 @@ def test_one_phrase_per_fact() -> None:
         k=2,
     )
     assert phrases == ["1 open complaint, worst severity 4 (catastrophe)", "3 late payments this year"]
+
+
+def test_unresolved_complaints_are_said_once() -> None:
+    # every complaint still open: the share, the resolve time and the last complaint tell one fact
+    row = values(
+        complaints_total=2,
+        resolved_complaint_share=0,
+        last_complaint_resolved=0,
+        days_since_last_complaint=20,
+        late_payments_365d=1,
+    )
+    phrases = ReasonRenderer().render_distinct(
+        [
+            "resolved_complaint_share",
+            "complaint_resolve_days_mean",
+            "last_complaint_resolved",
+            "late_payments_365d",
+        ],
+        [row[f] for f in FEATURE_COLUMNS],
+        k=3,
+    )
+    assert phrases == ["none of its complaints resolved yet", "1 late payment this year"]
