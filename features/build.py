@@ -2,15 +2,14 @@
 
 Each source table is joined to the small cutoffs table on "stamped before the cutoff" and
 aggregated once by (client, cutoff) with conditional aggregates. Per-row work that does not depend
-on the cutoff is done once before the join: epoch seconds, sequence numbers and, for the orders,
-the gap to the client's previous completed order (one window, :func:`order_rows`). Every order
-aggregate then comes from one grouped pass over those rows (:func:`aggregate_orders`): each row
-carries what it adds to every per-bucket aggregate of the family modules (``_row_values``) and
-their roll-ups sum it. The features stage builds its cutoffs one small batch at a time over order
-rows computed once for all of them (``build_feature_table(..., rows=...)``), so a further cutoff
-costs one scan and one grouped aggregate, not another window. The same Ibis expression runs on
-DuckDB and on PySpark.
-"""
+on the cutoff is done once before the join: epoch seconds, sequence numbers and the gap from each
+completed order to the client's previous one (one window over a narrow projection,
+:func:`gap_rows`, aggregated by :func:`aggregate_gaps`). Every other order aggregate comes from one
+grouped pass over the clean orders (:func:`aggregate_orders`): each row carries what it adds to
+every per-bucket aggregate of the family modules (``_row_values``) and their roll-ups sum it. The
+features stage builds its cutoffs in small batches over gap rows computed once for all of them
+(``build_feature_table(..., gaps=...)``), so a further cutoff costs two scans and two grouped
+aggregates, not another window. The same Ibis expression runs on DuckDB and on PySpark."""
 
 from __future__ import annotations
 
@@ -42,7 +41,6 @@ from features.lifecycle import (
     derive_lifecycle,
     last_contact_managers,
     lifecycle_aggregates,
-    lifecycle_bucket_aggregates,
     loss_gap_aggregates,
     loss_gap_bucket_aggregates,
 )
@@ -249,7 +247,6 @@ def aggregate_orders(
                 **rfm_bucket_aggregates(j, params),
                 **rhythm_bucket_aggregates(j, params, anchor_s),
                 **basket_bucket_aggregates(j, params),
-                **_restrict(lifecycle_bucket_aggregates(j, params), j.is_completed),
                 **_restrict(payment_bucket_aggregates(j, params, anchor_s), due),
             }
         )

@@ -21,25 +21,19 @@ from features.rfm import SECONDS_PER_DAY, sum_counts
 LAPSED_OR_LOST = ("lapsed_90", "lapsed_180", "lapsed_360", "lost")
 
 
-def lifecycle_bucket_aggregates(g: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """The last completed order of a group of orders (``g``: completed orders)."""
-    return {
-        "b_done_last_at": g.ordered_at.max(),
-        "b_done_last_s": g.ordered_s.max(),
-    }
-
-
 def lifecycle_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
-    """The loss date per (client, cutoff), the roll-up of ``lifecycle_bucket_aggregates``.
+    """The loss date per (client, cutoff), from the last completed order of the RFM roll-up.
 
-    ``loss_at`` is computed here, on this narrow aggregate, so the loss manager is looked up
-    without touching the wide feature table.
+    Reads ``b_last_at`` and ``b_last_s`` of ``features.rfm.rfm_bucket_aggregates`` (the last
+    completed order of a group of orders), so the last order is aggregated once. ``loss_at`` is
+    computed here, on this narrow aggregate, so the loss manager is looked up without touching the
+    wide feature table.
     """
     t0 = params.lapse_tiers_days[0]
-    lapsed = (j.cutoff_s.max() - j.b_done_last_s.max()) / SECONDS_PER_DAY >= t0
+    lapsed = (j.cutoff_s.max() - j.b_last_s.max()) / SECONDS_PER_DAY >= t0
     return {
         "loss_at": ibis.ifelse(
-            lapsed, j.b_done_last_at.max() + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
+            lapsed, j.b_last_at.max() + ibis.interval(days=t0), ibis.null("timestamp('UTC')")
         ),
     }
 

@@ -201,13 +201,11 @@ def cutoffs_frame(
     windows_days: Sequence[int],
     horizon_days: int,
     export_date: dt.date,
-    ids: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """The cutoffs with every boundary the definitions need, computed once here.
 
-    Columns: ``cutoff_id`` (0..n-1, or ``ids`` in date order: a batch's indices among all
-    cutoffs), ``cutoff_at`` (UTC), ``cutoff_s`` (epoch seconds), ``start_{w}`` (= cutoff_at - w
-    days, for every window w), ``label_end_at``
+    Columns: ``cutoff_id`` (0..n-1 in date order), ``cutoff_at`` (UTC), ``cutoff_s`` (epoch
+    seconds), ``start_{w}`` (= cutoff_at - w days, for every window w), ``label_end_at``
     (= cutoff_at + horizon_days days) and ``label_defined`` (the label window ends on or before
     the export instant, so the outcome is fully observed).
     """
@@ -215,10 +213,8 @@ def cutoffs_frame(
     if not days:
         raise ValueError("features: no cutoff dates given")
     export_at = cutoff_instant(export_date)
-    if ids is not None and len(ids) != len(days):
-        raise ValueError(f"features: {len(ids)} cutoff ids for {len(days)} cutoff dates")
     rows = []
-    for i, day in zip(ids if ids is not None else range(len(days)), days, strict=True):
+    for i, day in enumerate(days):
         at = cutoff_instant(day)
         label_end = at + dt.timedelta(days=horizon_days)
         row: dict[str, Any] = {"cutoff_id": i, "cutoff_at": at, "cutoff_s": at.timestamp()}

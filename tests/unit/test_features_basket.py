@@ -107,7 +107,6 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
     from features.config import FeatureParams
     from features.lifecycle import (
         lifecycle_aggregates,
-        lifecycle_bucket_aggregates,
         loss_gap_aggregates,
         loss_gap_bucket_aggregates,
     )
@@ -151,7 +150,6 @@ def test_basket_aggregate_names_collide_with_no_other_family() -> None:
         "payments": payment_bucket_aggregates(orders, params, 0.0),
         "rhythm": rhythm_bucket_aggregates(orders, params, 0.0),
         "basket": basket_bucket_aggregates(orders, params),
-        "lifecycle": lifecycle_bucket_aggregates(orders, params),
     }
     ob = orders.group_by(
         ["client_id", "bucket", "b_due_bucket", "b_paid_bucket", "b_due_exit_bucket"]
