@@ -4,7 +4,8 @@ Reads ``CLEAN/{clients,orders,complaints,contacts}.parquet``, builds the feature
 ``features.build`` on DuckDB (or PySpark when ``features.backend: pyspark``) and writes
 ``OUT/features.parquet`` (one row per client and cutoff) and ``OUT/features_summary.json``
 (rows per cutoff and state, label base rates), both atomically. Several cutoffs are built in
-batches that share the per-order work, computed once into the stage's spill folder.
+batches that share the gap window over the completed orders, computed once into the stage's
+spill folder.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
 def batch_cutoffs(cutoffs: list[dt.date], n_clients: int, max_rows_per_query: int) -> list[list[dt.date]]:
     """Split sorted cutoffs into consecutive batches of about ``max_rows_per_query`` client rows.
 
-    All cutoffs of a batch share one scan and one grouped aggregate (each order joined to every
-    cutoff of the batch it precedes); the cap keeps the aggregate's state within the memory limit.
+    All cutoffs of a batch share the scans and grouped aggregates of the orders and of the gap rows
+    (each row joined to every cutoff of the batch it precedes); the cap keeps the aggregates' state
+    within the memory limit.
     """
     per_batch = max(1, max_rows_per_query // max(n_clients, 1))
     days = sorted(cutoffs)
