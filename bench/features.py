@@ -11,7 +11,10 @@ Each measurement runs in its own subprocess, so its peak memory (ru_maxrss) is i
              order rows, with their gap window, computed once and cached in the spill folder);
 * duckdb-sql a hand-written DuckDB query over the same Parquet files computing the RFM and
              complaint aggregates for the one cutoff (a subset of our columns), written to Parquet;
-* pandas     the same RFM and complaint aggregates with a plain pandas groupby.
+* pandas     the same RFM and complaint aggregates with a plain pandas groupby;
+* output     the floor under ours-1 that no aggregation strategy removes: ours-1's finished table
+             (already in DuckDB memory, not timed) sorted by (cutoff_at, client_id) and written to
+             Parquet, as the stage's last step does. Needs ours-1 earlier in the same run.
 
 Input data: ``--clean DIR`` with clean Parquet tables (e.g. from `comeback generate` and
 `comeback ingest`), or by default a synthetic sample written by DuckDB SQL (seeded) and kept in
@@ -254,6 +257,21 @@ def run_pandas(clean: Path, out: Path, d: dt.date) -> int:
     return len(table)
 
 
+def run_output_floor(features: Path, out: Path) -> tuple[int, float]:
+    """Sort and write ``features`` (loaded into memory first, untimed); rows and seconds taken."""
+    import duckdb
+
+    if not features.exists():
+        raise SystemExit(f"output needs {features}: run ours-1 before it (--only ours-1 output)")
+    con = duckdb.connect()
+    con.execute(f"SET threads = {THREADS}; SET memory_limit = '{MEMORY_LIMIT}'; SET TimeZone = 'UTC'")
+    con.execute(f"CREATE TABLE t AS SELECT * FROM '{features}'")
+    t = time.perf_counter()
+    con.execute(f"COPY (SELECT * FROM t ORDER BY cutoff_at, client_id) TO '{out}' (FORMAT parquet)")
+    seconds = time.perf_counter() - t
+    return int(con.execute("SELECT count(*) FROM t").fetchone()[0]), seconds  # type: ignore[index]
+
+
 def _peak_rss_mib() -> float:
     """Peak resident memory of this process in MiB (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -262,6 +280,7 @@ def _peak_rss_mib() -> float:
 def child(kind: str, clean: Path, out: Path) -> None:
     """Run one measurement in this (fresh) process and print a JSON line."""
     t = time.perf_counter()
+    seconds = None
     if kind == "ours-1":
         rows = run_ours(clean, out, [ONE_CUTOFF])
     elif kind == "ours-12":
@@ -270,11 +289,18 @@ def child(kind: str, clean: Path, out: Path) -> None:
         rows = run_duckdb_sql(clean, out, ONE_CUTOFF)
     elif kind == "pandas":
         rows = run_pandas(clean, out, ONE_CUTOFF)
+    elif kind == "output":
+        rows, seconds = run_output_floor(out.parent / "ours-1" / "features.parquet", out)
     else:
         raise SystemExit(f"unknown measurement {kind}")
     print(
         json.dumps(
-            {"kind": kind, "seconds": time.perf_counter() - t, "rows_out": rows, "peak_mib": _peak_rss_mib()}
+            {
+                "kind": kind,
+                "seconds": time.perf_counter() - t if seconds is None else seconds,
+                "rows_out": rows,
+                "peak_mib": _peak_rss_mib(),
+            }
         )
     )
 
@@ -302,7 +328,7 @@ def main() -> None:
     ap.add_argument(
         "--work", type=Path, help="folder for generated data and outputs (default: a temp folder)"
     )
-    ap.add_argument("--only", nargs="*", default=["duckdb-sql", "ours-1", "pandas", "ours-12"])
+    ap.add_argument("--only", nargs="*", default=["duckdb-sql", "ours-1", "output", "pandas", "ours-12"])
     ap.add_argument("--repeat", type=int, default=1, help="run the list this many times; report medians")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -346,6 +372,9 @@ def main() -> None:
         print(f"pandas / ours-1     : {sec['pandas'] / sec['ours-1']:.2f}x")
     if {"ours-1", "ours-12"} <= sec.keys():
         print(f"ours-12 / ours-1    : {sec['ours-12'] / sec['ours-1']:.2f}x")
+    if {"output", "duckdb-sql"} <= sec.keys():
+        ratio = sec["output"] / sec["duckdb-sql"]
+        print(f"output / duckdb-sql : {ratio:.2f}x (sorting and writing our table alone)")
 
 
 if __name__ == "__main__":
