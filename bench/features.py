@@ -7,8 +7,8 @@ Each measurement runs in its own subprocess, so its peak memory (ru_maxrss) is i
 
 * ours-1     the features stage (`run_features`: build_feature_table, Parquet, summary) for one
              cutoff (DuckDB, 2 threads, 2GB memory limit);
-* ours-12    the same for 12 monthly cutoffs (built in batches of at most 2M client rows over
-             order rows, with their gap window, computed once and cached in the spill folder);
+* ours-12    the same for 12 monthly cutoffs (built in the stage's batches of at most 1M client
+             rows, over gap rows computed once and kept in the spill folder);
 * duckdb-sql a hand-written DuckDB query over the same Parquet files computing the RFM and
              complaint aggregates for the one cutoff (a subset of our columns), written to Parquet;
 * pandas     the same RFM and complaint aggregates with a plain pandas groupby;

@@ -79,7 +79,9 @@ def batch_cutoffs(cutoffs: list[dt.date], n_clients: int, max_rows_per_query: in
 
     All cutoffs of a batch share the scans and grouped aggregates of the orders and of the gap rows
     (each row joined to every cutoff of the batch it precedes); the cap keeps the aggregates' state
-    within the memory limit.
+    within the memory limit. Sharing buys little: joining a row to two cutoffs costs about what two
+    queries cost, so at 1M clients the default of 1M rows (one cutoff a batch) was faster than 2M
+    (12 cutoffs: 157 and 149 s against 161 and 160 s, interleaved runs) and used less memory.
     """
     per_batch = max(1, max_rows_per_query // max(n_clients, 1))
     days = sorted(cutoffs)
@@ -95,7 +97,7 @@ def run_features(
     export_date: dt.date,
     threads: int = 2,
     memory_limit: str = "2GB",
-    max_rows_per_query: int = 2_000_000,
+    max_rows_per_query: int = 1_000_000,
 ) -> dict[str, Any]:
     """Build and write the feature table and its summary; return the summary.
 
