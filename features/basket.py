@@ -73,8 +73,8 @@ def basket_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]
 def basket_window_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
     """Windowed basket, return and recent-order aggregates per (client, cutoff).
 
-    ``j`` is prepared orders joined to the cutoffs on ``start_365 <= ordered_at < cutoff_at`` (the
-    largest window); it needs ``start_90`` and ``start_365`` (the contract windows).
+    ``j`` is prepared orders joined to the cutoffs they precede (``ordered_at < cutoff_at``); it
+    needs ``start_90`` and ``start_365`` (the contract windows).
     """
     done = j.is_completed
     returned = j.status == "returned"
@@ -93,11 +93,11 @@ def basket_window_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir
 def period_collisions(j: ir.Table) -> dict[str, ir.Value]:
     """Completed orders in the same 30-day period as the client's previous one, per (client, cutoff).
 
-    ``j`` is completed orders with ``prev_s`` (``features.rfm.with_gaps``) less than a period
-    (plus a day) after the previous one, joined to the cutoffs they precede. Periods count back
-    from the cutoff and are monotone in time, so the distinct periods holding an order are the
-    completed orders minus these collisions: a distinct count that copies only close pairs of
-    orders to the later cutoffs, not every order.
+    ``j`` is completed orders with ``prev_s`` (``features.rfm.with_gaps``) joined to the cutoffs
+    they precede; the caller keeps only those less than a period (plus a day) after the previous
+    one (``features.build.aggregate_gaps``). Periods count back from the cutoff and are monotone in
+    time, so the distinct periods holding an order are the completed orders minus these
+    collisions: a count in the gaps' grouped pass instead of a distinct count.
     """
     same = _period(j.cutoff_s, j.prev_s) == _period(j.cutoff_s, j.ordered_s)
     return {"agg_bsk_collisions": j.count(where=same)}

@@ -134,8 +134,8 @@ def rfm_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
 def rfm_window_aggregates(j: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
     """Windowed aggregates over completed orders in [cutoff - 365 days, cutoff), per (client, cutoff).
 
-    ``j`` is prepared orders joined to the cutoffs on ``start_365 <= ordered_at < cutoff_at`` (the
-    largest window), so an order is copied only to the cutoffs whose windows it falls in.
+    ``j`` is prepared orders joined to the cutoffs they precede (``ordered_at < cutoff_at``); each
+    window is a condition on ``start_{w}``, so older orders count in no window.
     """
     done = j.is_completed
     aggs: dict[str, ir.Value] = {}

@@ -2,7 +2,7 @@
 
 A cutoff built alone windows and aggregates its own orders. The same cutoff must come out the
 same from a query over several cutoffs (each order joined to every cutoff it precedes) and from
-the order rows the stage computes once for all its cutoffs and reads back from a file.
+the gap rows the stage computes once for all its cutoffs and reads back from a file.
 """
 
 from __future__ import annotations
