@@ -44,6 +44,7 @@ def test_every_stage_on_a_small_sample(tmp_path: Path) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["generate"]["clients"] = CLIENTS
     params["train"]["num_threads"] = 1
+    params["train"]["search"] = {"trials": 3, "seconds": 30}  # the search runs, within a small budget
     params["evaluate"]["bootstrap"] = 50
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.config import BoosterParams, TrainParams
+from models.config import BoosterParams, SearchParams, TrainParams
 from models.io import sha256_file
 from models.train import fit_all, save_trained_model
 from tests.api.sample import make_features, write_features
@@ -30,7 +30,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     features = make_features(900, seed=11)
     write_features(root / "features.parquet", features)
     booster = BoosterParams(num_boost_round=40, min_data_in_leaf=20, early_stopping_rounds=10, num_leaves=15)
-    models = fit_all(features, TrainParams(num_threads=1, churn=booster, winback=booster), horizon_days=100)
+    params = TrainParams(num_threads=1, churn=booster, winback=booster, search=SearchParams(trials=0))
+    models = fit_all(features, params, horizon_days=100)
     for kind, tm in models.items():
         save_trained_model(tm, root / "models" / kind)
     return root
