@@ -177,6 +177,18 @@ class OlistExport:
             },
         }
 
+    def write(self, out: Path) -> Path:
+        """Write ``out/{clients,orders,complaints}.parquet`` and ``out/adapter_report.json``, each
+        atomically; return ``out`` (the raw export folder for ``comeback ingest``)."""
+        from models.io import write_atomic
+        from pipeline.ingest import write_parquet
+
+        for name in ("clients", "orders", "complaints"):
+            write_parquet(getattr(self, name), out / f"{name}.parquet")
+        text = json.dumps(self.report(), indent=2) + "\n"
+        write_atomic(out / "adapter_report.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return out
+
 
 def late_severity_sql(days: str) -> str:
     """SQL for the severity (1..5) of a delivery ``days`` late (an SQL integer expression).
@@ -209,6 +221,24 @@ def _load_sources(con: duckdb.DuckDBPyConnection, source: Path) -> None:
             "FROM read_parquet(?, file_row_number = true)",
             [str(path)],
         )
+
+
+def _child_bucket_sql(table: str, duplicate_rule: str | None) -> str:
+    """SQL counting the rows of an order's child ``table`` (items, payments) per bucket.
+
+    A row whose order is unknown is ``unknown_order``; with ``duplicate_rule``, a row flagged
+    ``dup`` gets that bucket; a row of an order set aside is ``order_set_aside``; the rest kept.
+    """
+    duplicate = f"WHEN t.dup THEN '{duplicate_rule}'" if duplicate_rule else ""
+    return f"""SELECT CASE
+            WHEN o.order_id IS NULL THEN 'unknown_order'
+            {duplicate}
+            WHEN o.bucket <> 'kept' THEN 'order_set_aside'
+            ELSE 'kept'
+        END, count(*)
+        FROM {table} t LEFT JOIN (SELECT order_id, bucket FROM orders WHERE NOT dup) o
+            ON t.order_id = o.order_id
+        GROUP BY 1"""
 
 
 def _counts(con: duckdb.DuckDBPyConnection, sql: str, names: tuple[str, ...]) -> dict[str, int]:
@@ -292,30 +322,9 @@ def adapt_olist(source: Path, threads: int = 2) -> OlistExport:
                    GROUP BY 1""",
                 BUCKETS["customers"],
             ),
-            "order_items": _counts(
-                con,
-                """SELECT CASE
-                       WHEN o.order_id IS NULL THEN 'unknown_order'
-                       WHEN i.dup THEN 'duplicate_item'
-                       WHEN o.bucket <> 'kept' THEN 'order_set_aside'
-                       ELSE 'kept'
-                   END, count(*)
-                   FROM items i LEFT JOIN (SELECT order_id, bucket FROM orders WHERE NOT dup) o
-                       ON i.order_id = o.order_id
-                   GROUP BY 1""",
-                BUCKETS["order_items"],
-            ),
+            "order_items": _counts(con, _child_bucket_sql("items", "duplicate_item"), BUCKETS["order_items"]),
             "order_payments": _counts(
-                con,
-                """SELECT CASE
-                       WHEN o.order_id IS NULL THEN 'unknown_order'
-                       WHEN o.bucket <> 'kept' THEN 'order_set_aside'
-                       ELSE 'kept'
-                   END, count(*)
-                   FROM src_order_payments p LEFT JOIN (SELECT order_id, bucket FROM orders WHERE NOT dup) o
-                       ON p.order_id = o.order_id
-                   GROUP BY 1""",
-                BUCKETS["order_payments"],
+                con, _child_bucket_sql("src_order_payments", None), BUCKETS["order_payments"]
             ),
         }
         con.execute(
@@ -441,9 +450,6 @@ def command(
     ),
 ) -> None:
     """Turn the Olist tables into a raw export (ingest it with mappings/olist.yaml)."""
-    from models.io import write_atomic
-    from pipeline.ingest import write_parquet
-
     console = Console()
     folder = source or shared_data_dir() / OLIST_DIR
     try:
@@ -451,10 +457,7 @@ def command(
     except (FileNotFoundError, ValueError, duckdb.Error) as e:
         console.print(f"[red]adapt-olist failed:[/red] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from e
-    for name in ("clients", "orders", "complaints"):
-        write_parquet(getattr(export, name), out / f"{name}.parquet")
-    text = json.dumps(export.report(), indent=2) + "\n"
-    write_atomic(out / "adapter_report.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    export.write(out)
     console.print(accounting_table(export, folder))
     rules = ", ".join(
         f"{r} {n:,}" for r, n in export.orders_by_complaint_rule.items() if r in COMPLAINT_RULES

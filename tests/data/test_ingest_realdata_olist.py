@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ingest import write_parquet
 from pipeline.ingest_rules import IngestParams, ingest_export, locate_sources
 from pipeline.mapping import load_mapping
 from pipeline.olist import COMPLAINT_RULES, OLIST_DIR, SOURCE_FILES, adapt_olist
@@ -48,9 +47,7 @@ def test_olist_accounting_is_exact_and_ingest_keeps_nearly_all(tmp_path: Path) -
     assert export.complaints.num_rows == sum(export.orders_by_complaint_rule[r] for r in COMPLAINT_RULES)
     assert export.export_date == export.last_event_at.date() + dt.timedelta(days=1)
 
-    raw = tmp_path / "raw"
-    for name in ("clients", "orders", "complaints"):
-        write_parquet(getattr(export, name), raw / f"{name}.parquet")
+    raw = export.write(tmp_path / "raw")
     mapping = load_mapping(REPO / "mappings" / "olist.yaml")
     max_share = load_params(REPO / "params.yaml").ingest.max_reject_share
     params = IngestParams(

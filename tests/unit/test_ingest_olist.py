@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.ingest import write_parquet
 from pipeline.ingest_rules import IngestParams, ingest_export, locate_sources
 from pipeline.mapping import load_mapping
 from pipeline.olist import SOURCE_FILES, adapt_olist, late_severity_sql
@@ -41,113 +40,33 @@ CUSTOMERS = [
     ("c1", "P1", "SP"),  # a second row of c1: duplicate_customer_id
     ("c12", None, "SP"),  # no person: no_unique_id (its order o11 has no_customer)
 ]
-# order_id, customer_id, status, purchase, approved, carrier, delivered, estimated (date)
+# order_id, customer_id, status, purchase, approved, carrier, delivered, estimated (a date): times in
+# 2018 as "MM-DD HH:MM", naive São Paulo time like Olist's
 ORDERS = [
-    # one day late: severity 1 (first in the file, but P1's second order)
-    (
-        "o2",
-        "c2",
-        "delivered",
-        T(2018, 2, 1, 9),
-        T(2018, 2, 1, 9, 10),
-        T(2018, 2, 3, 9),
-        T(2018, 2, 21, 8),
-        T(2018, 2, 20),
-    ),
-    # on time: delivered late in the day of the estimate
-    (
-        "o1",
-        "c1",
-        "delivered",
-        T(2018, 1, 5, 10),
-        T(2018, 1, 5, 10, 15),
-        T(2018, 1, 8, 12),
-        T(2018, 1, 15, 18),
-        T(2018, 1, 15),
-    ),
-    (
-        "o1",
-        "c1",
-        "delivered",
-        T(2018, 1, 5, 10),
-        T(2018, 1, 5, 10, 15),
-        T(2018, 1, 8, 12),
-        T(2018, 1, 15, 18),
-        T(2018, 1, 15),
-    ),
-    # cancelled after approval, no items: set aside as an order, complaint kept
-    ("o3", "c3", "canceled", T(2018, 3, 1, 12), T(2018, 3, 1, 12, 30), None, None, T(2018, 3, 20)),
-    ("o4", "c4", "unavailable", T(2018, 3, 5, 8), T(2018, 3, 6, 9), None, None, T(2018, 3, 25)),
-    ("o5", "c5", "canceled", T(2018, 3, 10, 20), None, None, None, T(2018, 3, 30)),
-    # shipped, estimate 2018-05-30 passed: open, 11 days late on 2018-06-10 (the day before the export)
-    ("o6", "c6", "shipped", T(2018, 4, 1, 10), T(2018, 4, 1, 11), T(2018, 4, 3, 10), None, T(2018, 5, 30)),
-    # the last event of the data (approval 2018-06-10 09:05), so the export date is 2018-06-11;
-    # estimate 06-10 not passed at the export
-    ("o7", "c7", "shipped", T(2018, 6, 10, 9), T(2018, 6, 10, 9, 5), None, None, T(2018, 6, 10)),
+    # 1 day late (severity 1); first in the file but P1's second order
+    ("o2", "c2", "delivered", "02-01 09:00", "02-01 09:10", "02-03 09:00", "02-21 08:00", "02-20"),
+    # on time (delivered late in the day of the estimate), then a duplicate_order
+    ("o1", "c1", "delivered", "01-05 10:00", "01-05 10:15", "01-08 12:00", "01-15 18:00", "01-15"),
+    ("o1", "c1", "delivered", "01-05 10:00", "01-05 10:15", "01-08 12:00", "01-15 18:00", "01-15"),
+    # cancelled after approval, no items: set aside as an order, its complaint kept
+    ("o3", "c3", "canceled", "03-01 12:00", "03-01 12:30", None, None, "03-20"),
+    ("o4", "c4", "unavailable", "03-05 08:00", "03-06 09:00", None, None, "03-25"),
+    ("o5", "c5", "canceled", "03-10 20:00", None, None, None, "03-30"),
+    # estimate passed: open, 11 days late on 06-10 (the day before the export)
+    ("o6", "c6", "shipped", "04-01 10:00", "04-01 11:00", "04-03 10:00", None, "05-30"),
+    # the last event of the data (approval 06-10 09:05), so the export date is 2018-06-11;
+    # its estimate 06-10 has not passed at the export
+    ("o7", "c7", "shipped", "06-10 09:00", "06-10 09:05", None, None, "06-10"),
     # 40 days late: severity 5
-    (
-        "o8",
-        "c8",
-        "delivered",
-        T(2018, 1, 10, 10),
-        T(2018, 1, 10, 10, 30),
-        T(2018, 1, 12, 10),
-        T(2018, 3, 1, 10),
-        T(2018, 1, 20),
-    ),
-    ("o9", "c9", "created", T(2018, 2, 1, 11), None, None, None, T(2018, 2, 20)),
-    (
-        "o10",
-        "c10",
-        "delivered",
-        T(2018, 4, 10, 10),
-        T(2018, 4, 10, 11),
-        T(2018, 4, 12, 10),
-        None,
-        T(2018, 4, 30),
-    ),
-    (
-        "o11",
-        "c12",
-        "delivered",
-        T(2018, 4, 11, 10),
-        T(2018, 4, 11, 11),
-        T(2018, 4, 12, 10),
-        T(2018, 4, 20, 10),
-        T(2018, 4, 30),
-    ),
-    (
-        "o12",
-        "c99",
-        "delivered",
-        T(2018, 4, 12, 10),
-        T(2018, 4, 12, 11),
-        T(2018, 4, 13, 10),
-        T(2018, 4, 21, 10),
-        T(2018, 4, 30),
-    ),
-    # items worth 0.00: zero_amount; 10 days late, so a severity-3 complaint of a client with no order
-    (
-        "o13",
-        "c13",
-        "delivered",
-        T(2018, 2, 10, 10),
-        T(2018, 2, 10, 11),
-        T(2018, 2, 12, 10),
-        T(2018, 3, 2, 10),
-        T(2018, 2, 20),
-    ),
-    # shipped, estimate 2018-06-09: passed at 2018-06-10 00:00, 1 day late on 2018-06-10
-    (
-        "o14",
-        "c14",
-        "shipped",
-        T(2018, 5, 20, 10),
-        T(2018, 5, 20, 11),
-        T(2018, 5, 22, 10),
-        None,
-        T(2018, 6, 9),
-    ),
+    ("o8", "c8", "delivered", "01-10 10:00", "01-10 10:30", "01-12 10:00", "03-01 10:00", "01-20"),
+    ("o9", "c9", "created", "02-01 11:00", None, None, None, "02-20"),
+    ("o10", "c10", "delivered", "04-10 10:00", "04-10 11:00", "04-12 10:00", None, "04-30"),
+    ("o11", "c12", "delivered", "04-11 10:00", "04-11 11:00", "04-12 10:00", "04-20 10:00", "04-30"),
+    ("o12", "c99", "delivered", "04-12 10:00", "04-12 11:00", "04-13 10:00", "04-21 10:00", "04-30"),
+    # items worth 0.00 (zero_amount); 10 days late: a severity-3 complaint of a client with no order
+    ("o13", "c13", "delivered", "02-10 10:00", "02-10 11:00", "02-12 10:00", "03-02 10:00", "02-20"),
+    # estimate 06-09 passed at 06-10 00:00: 1 day late on 06-10
+    ("o14", "c14", "shipped", "05-20 10:00", "05-20 11:00", "05-22 10:00", None, "06-09"),
 ]
 # order_id, order_item_id, product_id, price, freight_value
 ITEMS = [
@@ -179,9 +98,19 @@ PAYMENTS = [
 ]
 
 
+def _at(text: object) -> dt.datetime | None:
+    """A naive datetime of 2018 from "MM-DD HH:MM" or "MM-DD"."""
+    return None if text is None else dt.datetime.fromisoformat(f"2018-{text}")
+
+
 def _table(rows: list[tuple[object, ...]], schema: list[tuple[str, pa.DataType]]) -> pa.Table:
     cols = list(zip(*rows, strict=True))
-    return pa.table({name: pa.array(cols[i], kind) for i, (name, kind) in enumerate(schema)})
+    return pa.table(
+        {
+            name: pa.array([_at(v) for v in cols[i]] if kind == pa.timestamp("us") else cols[i], kind)
+            for i, (name, kind) in enumerate(schema)
+        }
+    )
 
 
 def write_sources(folder: Path, *, drop: tuple[str, str] | None = None) -> Path:
@@ -325,9 +254,7 @@ def test_lateness_grades_into_severity(days: int, severity: int) -> None:
 
 def test_adapted_export_ingests_with_the_mapping(tmp_path: Path) -> None:
     export = adapt_olist(write_sources(tmp_path / "olist"), threads=1)
-    raw = tmp_path / "raw"
-    for name in ("clients", "orders", "complaints"):
-        write_parquet(getattr(export, name), raw / f"{name}.parquet")
+    raw = export.write(tmp_path / "raw")
     mapping = load_mapping(REPO / "mappings" / "olist.yaml")
     params = IngestParams(export_date=export.export_date, timezone="America/Sao_Paulo", threads=1)
     result = ingest_export(locate_sources(raw, mapping), mapping, params)
@@ -380,12 +307,8 @@ def test_command_writes_the_export_and_the_report(tmp_path: Path) -> None:
         app, ["adapt-olist", "--source", str(write_sources(tmp_path / "olist")), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == [
-        "adapter_report.json",
-        "clients.parquet",
-        "complaints.parquet",
-        "orders.parquet",
-    ]
+    names = {p.name for p in out.iterdir()}
+    assert names == {"adapter_report.json", "clients.parquet", "complaints.parquet", "orders.parquet"}
     report = json.loads((out / "adapter_report.json").read_text())
     assert report["export_date"] == "2018-06-11"
     assert report["tables"]["orders"]["rows_read"] == 15 and report["tables"]["orders"]["rows_kept"] == 9
