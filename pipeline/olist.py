@@ -53,8 +53,12 @@ Rules (the measured counts are in data/README.md, section 5):
   kept orders the payments equal items + freight to the centavo (a cross-check of the amount).
 * Not read: products, sellers and the category translation (nothing in the contract takes them).
 
+Point in time: the delivery rules grade a complaint by the final delay, so while a parcel is
+still late at a cutoff, its open complaint's severity already says how late it will be; the
+cancellation rules may show a complaint a few days early. data/README.md measures both.
+
 Hand-written SQL rather than a library: the joins and rules are specific to this data set, and
-DuckDB (already the ingest engine) runs them over the 100k-row tables in well under a second.
+DuckDB (already the ingest engine) runs them over the 100k-row tables in 2 to 3 s on 2 busy cores.
 """
 
 from __future__ import annotations
