@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -114,14 +116,18 @@ def btyd_summary(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
     frequency = repeat completed orders (orders_total - 1), recency = age of the client at its last
     order (first to last order), T = age at the cutoff (days since the first completed order).
-    Rows without a completed order get NaN.
+    Repeats within a day of the first order count as none (lifetimes counts repeat days). Rows
+    without a completed order get NaN.
     """
     orders = feature_matrix(frame, ["orders_total"])[:, 0]
     since_first = feature_matrix(frame, ["days_since_first_order"])[:, 0]
     recency_days = feature_matrix(frame, [RECENCY_FEATURE])[:, 0]
     has = (orders > 0) & np.isfinite(since_first) & np.isfinite(recency_days)
-    frequency = np.where(has, orders - 1, np.nan)
     age_at_last = np.where(has, np.clip(since_first - recency_days, 0.0, None), np.nan)
+    # lifetimes counts repeat purchase days: repeats within the first day (t_x < 1) are none,
+    # and a repeat at t_x = 0 would make the likelihood log(0)
+    frequency = np.where(has, np.where(age_at_last >= 1.0, orders - 1, 0.0), np.nan)
+    age_at_last = np.where(has & (frequency == 0), 0.0, age_at_last)
     return frequency, age_at_last, np.where(has, since_first, np.nan)
 
 
@@ -182,7 +188,12 @@ def fit_bgnbd_baseline(history: pd.DataFrame, *, horizon_days: int, event: str) 
     for penalizer in (0.0, 0.001, 0.01):
         fitter = BetaGeoFitter(penalizer_coef=penalizer)
         try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # lifetimes prints the optimiser's state when it fails: keep it out of the stage's output
+            with (
+                warnings.catch_warnings(),
+                np.errstate(all="ignore"),
+                contextlib.redirect_stdout(io.StringIO()),
+            ):
                 warnings.simplefilter("ignore")
                 fitter.fit(x[ok], t_x[ok], age[ok])
         except Exception as e:  # lifetimes raises ConvergenceError and scipy errors; try a penalty

@@ -45,7 +45,8 @@ def simulate_bgnbd(n: int, *, r: float, alpha: float, a: float, b: float, seed: 
 def test_bgnbd_recovers_its_parameters_and_forecasts_purchases() -> None:
     world = simulate_bgnbd(4000, r=1.0, alpha=30.0, a=1.0, b=4.0, seed=1)
     x, t_x, age = btyd_summary(world)
-    assert np.all(x == world["orders_total"] - 1) and np.all(t_x <= age)
+    repeats = np.where(t_x >= 1, world["orders_total"] - 1, 0)  # a repeat within the first day is none
+    assert np.all(x == repeats) and np.all(t_x <= age) and (x > 0).mean() > 0.5
     fitted = fit_bgnbd_baseline(world, horizon_days=100, event="purchase")
     assert fitted is not None
     params = fitted.params
@@ -65,3 +66,18 @@ def test_bgnbd_is_skipped_when_nobody_repeats() -> None:
         {"orders_total": [1.0] * 50, "days_since_first_order": [30.0] * 50, "recency_days": [30.0] * 50}
     )
     assert fit_bgnbd_baseline(world, horizon_days=100, event="purchase") is None
+
+
+def test_repeats_on_the_first_day_are_no_repeat_purchase() -> None:
+    """Olist has clients with two orders minutes apart: lifetimes would take log(0) on them."""
+    rows = pd.DataFrame(
+        {
+            "orders_total": [3.0, 3.0, 0.0],
+            "days_since_first_order": [50.0, 50.0, np.nan],
+            "recency_days": [50.0, 10.0, np.nan],
+        }
+    )
+    x, t_x, age = btyd_summary(rows)
+    assert x[0] == 0 and t_x[0] == 0 and age[0] == 50
+    assert x[1] == 2 and t_x[1] == 40
+    assert np.isnan(x[2])
