@@ -26,24 +26,38 @@ Rules (the measured counts are in data/README.md, section 5):
   the customers table), ``no_items`` (no item rows, so no amount), ``zero_amount`` (items worth
   0.00). Orders set aside still yield their complaint.
 * **Complaints** (one at most per order, rule = the first that applies; ``human_factor`` false
-  throughout, since the data records no cause; the ``order_id`` is the complaint id):
+  throughout, since the data records no cause; the ``order_id`` is the complaint id). Point in
+  time: a complaint's ``created_at`` is when it became known, and its severity and category are
+  those known at that moment; only ``resolved_at`` may come later (the features count a complaint
+  as resolved at a cutoff only once ``resolved_at`` is before it). "The promised date passed"
+  below means 00:00 of the day after ``order_estimated_delivery_date`` (a date, always 00:00, so
+  a delivery on that day is on time).
 
   - ``canceled_unpaid``: cancelled before the payment was approved: severity 1, category billing.
   - ``canceled``: cancelled after approval (the client paid and got nothing): severity 3, service.
   - ``unavailable``: the product could not be supplied: severity 3, category product.
-    These three are created at the last event the order records (the cancellation came at or
-    after it; its time is not in the data) and resolved at once.
-  - ``late_delivery``: delivered on a calendar day after the estimated delivery date (the
-    estimate is a date, always 00:00, so delivery on that day is on time). Created when the
-    estimate passed (00:00 of the next day), resolved at delivery; category delivery.
+    The data has no cancellation time; it came at or after the last event the order records,
+    and is taken as known when the promised date passed, or at that last event if later. The
+    promised date is when the order's failure is known either way: a paid order still undelivered
+    then becomes an overdue complaint (below), so from that moment the order has a complaint
+    whether the cancellation came before or after it, and a cancellation dated there is not early
+    unless it came later still (an assumption; data/README.md counts the orders it may not hold
+    for). Resolved at once. A cancellation whose promised date had not passed at the export is
+    not dated before it and gives no complaint (``canceled_not_due``).
+  - ``late_delivery``: delivered on a calendar day after the estimated day. Created when the
+    promised date passed, resolved at delivery; category delivery.
   - ``not_delivered``: paid and still in progress (shipped, invoiced, processing, approved) at the
-    export with the estimate passed: created when the estimate passed, open; category delivery.
+    export with the promised date passed: created then, open; category delivery.
 
-  Severity of the two delivery rules by days late (delivery day, or the last day before the export
-  for ``not_delivered``, minus the estimated day): 1-2 -> 1, 3-7 -> 2, 8-14 -> 3, 15-30 -> 4,
-  over 30 -> 5 (``LATE_SEVERITY_DAYS``). Orders without a complaint are counted by why:
-  ``on_time``, ``not_due_yet``, ``delivered_without_date``, ``never_approved`` (status created),
-  ``no_estimate``, ``other_status``.
+  Both delivery rules are one overdue complaint, the same until the parcel arrives: severity 2
+  (``RULE_SEVERITY``: paid, not received, past the promised date, may still come: above an
+  unpaid cancellation, below a paid order that certainly failed). How late the parcel ends up is
+  not on the row (a severity graded by the final delay would tell, while the parcel is still late,
+  how late it will be; a complaint made only at delivery would leave a parcel late at a cutoff
+  without a complaint while one that never arrives has one); it enters the features at delivery,
+  as the complaint's resolution time. Orders without a complaint are counted by why:
+  ``on_time``, ``not_due_yet``, ``canceled_not_due``, ``delivered_without_date``,
+  ``never_approved`` (status created), ``no_estimate``, ``other_status``.
 * **Payments**: not mapped. ``due_at`` and ``paid_at`` stay null: Olist takes payment up front
   (card, boleto, voucher) and an order whose payment is not approved is cancelled instead, so
   there is no credit, no due date and no late payment for the payment features to measure. The
@@ -52,10 +66,6 @@ Rules (the measured counts are in data/README.md, section 5):
   as bad payers. Each payment row is accounted to its order, and the report says for how many
   kept orders the payments equal items + freight to the centavo (a cross-check of the amount).
 * Not read: products, sellers and the category translation (nothing in the contract takes them).
-
-Point in time: the delivery rules grade a complaint by the final delay, so while a parcel is
-still late at a cutoff, its open complaint's severity already says how late it will be; the
-cancellation rules may show a complaint a few days early. data/README.md measures both.
 
 Hand-written SQL rather than a library: the joins and rules are specific to this data set, and
 DuckDB (already the ingest engine) runs them over the 100k-row tables in 2 to 3 s on 2 busy cores.
@@ -117,6 +127,7 @@ BUCKETS = {
 COMPLAINT_RULES = ("canceled_unpaid", "canceled", "unavailable", "late_delivery", "not_delivered")
 NO_COMPLAINT = (
     "no_estimate",
+    "canceled_not_due",
     "on_time",
     "never_approved",
     "delivered_without_date",
@@ -125,11 +136,17 @@ NO_COMPLAINT = (
 )
 #: Paid orders still on their way at the export: late once the estimate has passed.
 IN_PROGRESS_STATUSES = ("shipped", "invoiced", "processing", "approved")
-#: Severity of a late delivery: 1 + the number of these day counts that the delay exceeds
-#: (1-2 days late -> 1 trifle, 3-7 -> 2, 8-14 -> 3, 15-30 -> 4, more -> 5 end of the world).
-LATE_SEVERITY_DAYS = (2, 7, 14, 30)
-#: Severity of the cancellation rules.
-CANCEL_SEVERITY = {"canceled_unpaid": 1, "canceled": 3, "unavailable": 3}
+#: Order statuses of the cancellation rules.
+CANCELLED_STATUSES = ("canceled", "unavailable")
+#: Severity (1..5) of each complaint rule, fixed when the complaint is created: an overdue parcel
+#: (late_delivery until it arrives, not_delivered if it never does) is 2, whatever happens later.
+RULE_SEVERITY = {
+    "canceled_unpaid": 1,
+    "canceled": 3,
+    "unavailable": 3,
+    "late_delivery": 2,
+    "not_delivered": 2,
+}
 
 
 @dataclass
@@ -174,7 +191,7 @@ class OlistExport:
             "orders_by_status": self.orders_by_status,
             "orders_by_complaint_rule": self.orders_by_complaint_rule,
             "complaints": self.complaints.num_rows,
-            "late_severity_days": list(LATE_SEVERITY_DAYS),
+            "severity_by_rule": dict(RULE_SEVERITY),
             "payments_match_items_and_freight": {
                 "orders": self.payments_match_items_and_freight,
                 "of_kept_orders": kept_orders,
@@ -192,14 +209,6 @@ class OlistExport:
         text = json.dumps(self.report(), indent=2) + "\n"
         write_atomic(out / "adapter_report.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return out
-
-
-def late_severity_sql(days: str) -> str:
-    """SQL for the severity (1..5) of a delivery ``days`` late (an SQL integer expression).
-
-    One more than the number of ``LATE_SEVERITY_DAYS`` bounds the delay exceeds.
-    """
-    return "(1 + " + " + ".join(f"CAST({days} > {d} AS INTEGER)" for d in LATE_SEVERITY_DAYS) + ")"
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -331,58 +340,58 @@ def adapt_olist(source: Path, threads: int = 2) -> OlistExport:
                 con, _child_bucket_sql("src_order_payments", None), BUCKETS["order_payments"]
             ),
         }
+        cancelled = _sql_list(CANCELLED_STATUSES)
         con.execute(
             f"""
             CREATE TABLE ruled AS
             SELECT *,
                 CASE
+                    WHEN order_status IN ({cancelled}) AND order_estimated_delivery_date IS NULL
+                        THEN 'no_estimate'
+                    WHEN order_status IN ({cancelled}) AND passed_at >= DATE '{export_date}'
+                        THEN 'canceled_not_due'
                     WHEN order_status = 'canceled' AND order_approved_at IS NULL THEN 'canceled_unpaid'
                     WHEN order_status = 'canceled' THEN 'canceled'
                     WHEN order_status = 'unavailable' THEN 'unavailable'
                     WHEN order_delivered_customer_date IS NOT NULL AND order_estimated_delivery_date IS NULL
                         THEN 'no_estimate'
-                    WHEN CAST(order_delivered_customer_date AS DATE)
-                         > CAST(order_estimated_delivery_date AS DATE) THEN 'late_delivery'
+                    WHEN order_delivered_customer_date >= passed_at THEN 'late_delivery'
                     WHEN order_delivered_customer_date IS NOT NULL THEN 'on_time'
                     WHEN order_status = 'created' THEN 'never_approved'
                     WHEN order_status = 'delivered' THEN 'delivered_without_date'
                     WHEN order_status NOT IN ({_sql_list(IN_PROGRESS_STATUSES)}) OR order_status IS NULL
                         THEN 'other_status'
                     WHEN order_estimated_delivery_date IS NULL THEN 'no_estimate'
-                    WHEN CAST(order_estimated_delivery_date AS DATE) + 1 < DATE '{export_date}'
-                        THEN 'not_delivered'
+                    WHEN passed_at < DATE '{export_date}' THEN 'not_delivered'
                     ELSE 'not_due_yet'
                 END AS rule
-            FROM placed
+            FROM (
+                -- when the promised date passed: 00:00 of the day after the estimated delivery date
+                SELECT *, CAST(CAST(order_estimated_delivery_date AS DATE) + 1 AS TIMESTAMP) AS passed_at
+                FROM placed
+            )
             """
         )
         rules = _counts(con, "SELECT rule, count(*) FROM ruled GROUP BY 1", (*COMPLAINT_RULES, *NO_COMPLAINT))
-        cancel_severity = " ".join(f"WHEN '{r}' THEN {s}" for r, s in CANCEL_SEVERITY.items())
-        days_late = f"""CASE rule
-            WHEN 'late_delivery' THEN date_diff('day', CAST(order_estimated_delivery_date AS DATE),
-                                                CAST(order_delivered_customer_date AS DATE))
-            ELSE date_diff('day', CAST(order_estimated_delivery_date AS DATE), DATE '{export_date}' - 1)
-        END"""
+        severity = " ".join(f"WHEN '{r}' THEN {n}" for r, n in RULE_SEVERITY.items())
+        # Cancellations: known once the promised date passed, or at the last event if later; the
+        # delivery rules: once the promised date passed. Either way nothing on the row is later.
         complaints = con.sql(
             f"""
-            WITH c AS (
-                SELECT order_id, customer_unique_id, rule AS reason,
-                    CASE WHEN rule IN ('late_delivery', 'not_delivered')
-                        THEN CAST(CAST(order_estimated_delivery_date AS DATE) + 1 AS TIMESTAMP)
-                        ELSE greatest(order_purchase_timestamp, order_approved_at,
+            SELECT order_id, customer_unique_id, complaint_created_at,
+                CAST(CASE reason {severity} END AS BIGINT) AS severity, reason, false AS human_factor,
+                CASE reason WHEN 'late_delivery' THEN order_delivered_customer_date
+                            WHEN 'not_delivered' THEN NULL
+                            ELSE complaint_created_at END AS resolved_at
+            FROM (
+                SELECT *, rule AS reason,
+                    CASE WHEN rule IN ('late_delivery', 'not_delivered') THEN passed_at
+                        ELSE greatest(passed_at, order_purchase_timestamp, order_approved_at,
                                       order_delivered_carrier_date, order_delivered_customer_date)
-                    END AS complaint_created_at,
-                    CAST(CASE rule {cancel_severity} ELSE {late_severity_sql(days_late)} END AS BIGINT)
-                        AS severity,
-                    false AS human_factor,
-                    CASE rule WHEN 'late_delivery' THEN order_delivered_customer_date
-                              WHEN 'not_delivered' THEN NULL END AS delivered_at
+                    END AS complaint_created_at
                 FROM ruled WHERE rule IN ({_sql_list(COMPLAINT_RULES)})
             )
-            SELECT order_id, customer_unique_id, complaint_created_at, severity, reason, human_factor,
-                   CASE WHEN reason IN ('late_delivery', 'not_delivered') THEN delivered_at
-                        ELSE complaint_created_at END AS resolved_at
-            FROM c ORDER BY complaint_created_at, order_id
+            ORDER BY complaint_created_at, order_id
             """
         ).to_arrow_table()
         clients = con.sql(

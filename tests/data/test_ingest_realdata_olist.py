@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.ingest_rules import IngestParams, ingest_export, locate_sources
 from pipeline.mapping import load_mapping
-from pipeline.olist import COMPLAINT_RULES, OLIST_DIR, SOURCE_FILES, adapt_olist
+from pipeline.olist import COMPLAINT_RULES, OLIST_DIR, RULE_SEVERITY, SOURCE_FILES, OlistExport, adapt_olist
 from pipeline.online_retail import shared_data_dir
 from pipeline.params import load_params
 
@@ -30,8 +31,12 @@ pytestmark = [
 ]
 
 
-def test_olist_accounting_is_exact_and_ingest_keeps_nearly_all(tmp_path: Path) -> None:
-    export = adapt_olist(SOURCE, threads=2)
+@pytest.fixture(scope="module")
+def export() -> OlistExport:
+    return adapt_olist(SOURCE, threads=2)
+
+
+def test_olist_accounting_is_exact_and_ingest_keeps_nearly_all(export: OlistExport, tmp_path: Path) -> None:
     report = export.report()
     for name, file in SOURCE_FILES.items():
         entry = report["tables"][name]
@@ -69,4 +74,37 @@ def test_olist_accounting_is_exact_and_ingest_keeps_nearly_all(tmp_path: Path) -
         "product",
         "billing",
     }
-    assert set(complaints.column("severity").unique().to_pylist()) == {1, 2, 3, 4, 5}
+    assert set(complaints.column("severity").unique().to_pylist()) == set(RULE_SEVERITY.values())
+
+
+def test_olist_complaints_say_nothing_later_than_their_created_at(export: OlistExport) -> None:
+    # Per rule, the rows that break the rules of pipeline/olist.py's docstring: a severity other than
+    # the rule's own (fixed when the complaint is made), a complaint dated before the promised date
+    # passed, a cancellation before its order's last event, a delivery complaint resolved otherwise
+    # than at delivery (or, never delivered, resolved at all), a cancellation not resolved at once.
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.register("complaints", export.complaints)
+    severity = " ".join(f"WHEN '{r}' THEN {n}" for r, n in RULE_SEVERITY.items())
+    got = con.execute(
+        f"""
+        SELECT reason, count(*) AS n,
+            count_if(severity <> CASE reason {severity} END) AS other_severity,
+            count_if(complaint_created_at
+                < CAST(CAST(order_estimated_delivery_date AS DATE) + 1 AS TIMESTAMP)) AS before_promised_date,
+            count_if(reason NOT IN ('late_delivery', 'not_delivered') AND complaint_created_at
+                < greatest(order_purchase_timestamp, order_approved_at, order_delivered_carrier_date,
+                           order_delivered_customer_date)) AS before_last_event,
+            count_if(CASE reason
+                WHEN 'late_delivery' THEN resolved_at IS DISTINCT FROM order_delivered_customer_date
+                WHEN 'not_delivered' THEN resolved_at IS NOT NULL OR order_delivered_customer_date IS NOT NULL
+                ELSE resolved_at IS DISTINCT FROM complaint_created_at END) AS other_resolution,
+            count_if(complaint_created_at >= DATE '{export.export_date}') AS after_export
+        FROM complaints c JOIN read_parquet(?) o USING (order_id)
+        GROUP BY reason ORDER BY reason
+        """,
+        [str(SOURCE / SOURCE_FILES["orders"])],
+    ).fetchall()
+    assert {r[0] for r in got} == set(COMPLAINT_RULES)
+    assert [(r[0], *r[2:]) for r in got] == [(r[0], 0, 0, 0, 0, 0) for r in got]
+    assert sum(r[1] for r in got) == export.complaints.num_rows

@@ -6,16 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from features.config import FeatureParams
+from features.contract import FEATURE_COLUMNS, FEATURE_INFO_COLUMNS
+from pipeline.build_features import run_features
+from pipeline.ingest import write_parquet
 from pipeline.ingest_rules import IngestParams, ingest_export, locate_sources
 from pipeline.mapping import load_mapping
-from pipeline.olist import SOURCE_FILES, adapt_olist, late_severity_sql
+from pipeline.olist import SOURCE_FILES, adapt_olist
 
 REPO = Path(__file__).resolve().parents[2]
 T = dt.datetime
@@ -32,6 +36,7 @@ CUSTOMERS = [
     ("c6", "P5", "PR"),
     ("c7", "P5", "PR"),
     ("c14", "P5", "PR"),
+    ("c15", "P5", "PR"),
     ("c8", "P6", "RS"),
     ("c9", "P6", "RS"),
     ("c10", "P7", "SC"),
@@ -48,8 +53,10 @@ ORDERS = [
     # on time (delivered late in the day of the estimate), then a duplicate_order
     ("o1", "c1", "delivered", "01-05 10:00", "01-05 10:15", "01-08 12:00", "01-15 18:00", "01-15"),
     ("o1", "c1", "delivered", "01-05 10:00", "01-05 10:15", "01-08 12:00", "01-15 18:00", "01-15"),
-    # cancelled after approval, no items: set aside as an order, its complaint kept
-    ("o3", "c3", "canceled", "03-01 12:00", "03-01 12:30", None, None, "03-20"),
+    # cancelled after approval, no items: set aside as an order, its complaint kept; delivered after
+    # the promised date (03-21 00:00) and still cancelled: the last event (03-25) dates the complaint
+    ("o3", "c3", "canceled", "03-01 12:00", "03-01 12:30", "03-05 10:00", "03-25 10:00", "03-20"),
+    # cancellations dated when their promised date passed, after their last event
     ("o4", "c4", "unavailable", "03-05 08:00", "03-06 09:00", None, None, "03-25"),
     ("o5", "c5", "canceled", "03-10 20:00", None, None, None, "03-30"),
     # estimate passed: open, 11 days late on 06-10 (the day before the export)
@@ -67,6 +74,8 @@ ORDERS = [
     ("o13", "c13", "delivered", "02-10 10:00", "02-10 11:00", "02-12 10:00", "03-02 10:00", "02-20"),
     # estimate 06-09 passed at 06-10 00:00: 1 day late on 06-10
     ("o14", "c14", "shipped", "05-20 10:00", "05-20 11:00", "05-22 10:00", None, "06-09"),
+    # cancelled, its promised date after the export: not dated before it, no complaint; no items
+    ("o15", "c15", "canceled", "06-05 10:00", "06-05 10:10", None, None, "06-25"),
 ]
 # order_id, order_item_id, product_id, price, freight_value
 ITEMS = [
@@ -113,12 +122,19 @@ def _table(rows: list[tuple[object, ...]], schema: list[tuple[str, pa.DataType]]
     )
 
 
-def write_sources(folder: Path, *, drop: tuple[str, str] | None = None) -> Path:
-    """The hand-made Olist tables as Parquet in ``folder``; ``drop`` = (table, column) to leave out."""
+def write_sources(
+    folder: Path,
+    *,
+    drop: tuple[str, str] | None = None,
+    extra: dict[str, list[tuple[object, ...]]] | None = None,
+) -> Path:
+    """The hand-made Olist tables as Parquet in ``folder``; ``drop`` = (table, column) to leave out;
+    ``extra`` = rows to append, by table name."""
+    more = extra or {}
     ts = pa.timestamp("us")
     tables = {
         "customers": _table(
-            CUSTOMERS,
+            [*CUSTOMERS, *more.get("customers", [])],
             [
                 ("customer_id", pa.string()),
                 ("customer_unique_id", pa.string()),
@@ -126,7 +142,7 @@ def write_sources(folder: Path, *, drop: tuple[str, str] | None = None) -> Path:
             ],
         ),
         "orders": _table(
-            ORDERS,
+            [*ORDERS, *more.get("orders", [])],
             [
                 ("order_id", pa.string()),
                 ("customer_id", pa.string()),
@@ -139,7 +155,7 @@ def write_sources(folder: Path, *, drop: tuple[str, str] | None = None) -> Path:
             ],
         ),
         "order_items": _table(
-            ITEMS,
+            [*ITEMS, *more.get("order_items", [])],
             [
                 ("order_id", pa.string()),
                 ("order_item_id", pa.int64()),
@@ -149,7 +165,7 @@ def write_sources(folder: Path, *, drop: tuple[str, str] | None = None) -> Path:
             ],
         ),
         "order_payments": _table(
-            PAYMENTS,
+            [*PAYMENTS, *more.get("order_payments", [])],
             [
                 ("order_id", pa.string()),
                 ("payment_sequential", pa.int64()),
@@ -171,12 +187,12 @@ def test_every_source_row_lands_in_one_bucket(tmp_path: Path) -> None:
     source = write_sources(tmp_path / "olist")
     export = adapt_olist(source, threads=1)
     assert export.rows_by_bucket == {
-        "orders": {"duplicate_order": 1, "no_customer": 2, "no_items": 2, "zero_amount": 1, "kept": 9},
+        "orders": {"duplicate_order": 1, "no_customer": 2, "no_items": 3, "zero_amount": 1, "kept": 9},
         "customers": {
             "duplicate_customer_id": 1,
             "no_unique_id": 1,
             "no_order": 1,
-            "same_person": 4,
+            "same_person": 5,
             "kept": 8,
         },
         "order_items": {"unknown_order": 1, "duplicate_item": 1, "order_set_aside": 2, "kept": 11},
@@ -188,7 +204,7 @@ def test_every_source_row_lands_in_one_bucket(tmp_path: Path) -> None:
         assert entry["rows_read"] == pq.ParquetFile(source / file).metadata.num_rows
         assert entry["rows_read"] == entry["rows_kept"] + entry["rows_set_aside"]
         assert entry["rows_set_aside"] == sum(entry["set_aside_by_rule"].values())
-    # every order with a client (15 - 1 duplicate - 2 without customer) has one complaint rule
+    # every order with a client (16 - 1 duplicate - 2 without customer) has one complaint rule
     assert export.orders_by_complaint_rule == {
         "canceled_unpaid": 1,
         "canceled": 1,
@@ -196,6 +212,7 @@ def test_every_source_row_lands_in_one_bucket(tmp_path: Path) -> None:
         "late_delivery": 3,
         "not_delivered": 2,
         "no_estimate": 0,
+        "canceled_not_due": 1,
         "on_time": 1,
         "never_approved": 1,
         "delivered_without_date": 1,
@@ -229,27 +246,89 @@ def test_orders_clients_and_complaints_follow_the_rules(tmp_path: Path) -> None:
         k: (c["reason"], c["severity"], c["complaint_created_at"], c["resolved_at"])
         for k, c in complaints.items()
     }
+    # a parcel late when its promised date passed: severity 2 whatever its final delay (1 day for o2,
+    # 40 for o8, 10 for o13, still on its way for o6 and o14); a cancellation at the later of the
+    # promised date passing and the last event
     assert got == {
-        "o2": ("late_delivery", 1, T(2018, 2, 21), T(2018, 2, 21, 8)),
-        "o3": ("canceled", 3, T(2018, 3, 1, 12, 30), T(2018, 3, 1, 12, 30)),
-        "o4": ("unavailable", 3, T(2018, 3, 6, 9), T(2018, 3, 6, 9)),
-        "o5": ("canceled_unpaid", 1, T(2018, 3, 10, 20), T(2018, 3, 10, 20)),
-        "o6": ("not_delivered", 3, T(2018, 5, 31), None),
-        "o8": ("late_delivery", 5, T(2018, 1, 21), T(2018, 3, 1, 10)),
-        "o13": ("late_delivery", 3, T(2018, 2, 21), T(2018, 3, 2, 10)),
-        "o14": ("not_delivered", 1, T(2018, 6, 10), None),
+        "o2": ("late_delivery", 2, T(2018, 2, 21), T(2018, 2, 21, 8)),
+        "o3": ("canceled", 3, T(2018, 3, 25, 10), T(2018, 3, 25, 10)),
+        "o4": ("unavailable", 3, T(2018, 3, 26), T(2018, 3, 26)),
+        "o5": ("canceled_unpaid", 1, T(2018, 3, 31), T(2018, 3, 31)),
+        "o6": ("not_delivered", 2, T(2018, 5, 31), None),
+        "o8": ("late_delivery", 2, T(2018, 1, 21), T(2018, 3, 1, 10)),
+        "o13": ("late_delivery", 2, T(2018, 2, 21), T(2018, 3, 2, 10)),
+        "o14": ("not_delivered", 2, T(2018, 6, 10), None),
     }
     assert {c["customer_unique_id"] for c in complaints.values()} <= set(clients)
     assert not any(c["human_factor"] for c in complaints.values())
 
 
-@pytest.mark.parametrize(
-    ("days", "severity"),
-    [(1, 1), (2, 1), (3, 2), (7, 2), (8, 3), (14, 3), (15, 4), (30, 4), (31, 5), (180, 5)],
-)
-def test_lateness_grades_into_severity(days: int, severity: int) -> None:
-    got = duckdb.connect().execute(f"SELECT {late_severity_sql(str(days))}").fetchone()
-    assert got == (severity,)
+# Twins of P6 and its order o8 (promised for 01-20, delivered 03-01, 40 days late), the same up to
+# 02-01 (11 days late): o8b arrives on 02-05, o8c never (still shipped at the export).
+TWINS = {
+    "customers": [("c8b", "P6b", "RS"), ("c8c", "P6c", "RS")],
+    "orders": [
+        ("o8b", "c8b", "delivered", "01-10 10:00", "01-10 10:30", "01-12 10:00", "02-05 10:00", "01-20"),
+        ("o8c", "c8c", "shipped", "01-10 10:00", "01-10 10:30", "01-12 10:00", None, "01-20"),
+    ],
+    "order_items": [("o8b", 1, "pH", 99.99, 10.0), ("o8c", 1, "pH", 99.99, 10.0)],
+}
+FEATURE_DAYS = [dt.date(2018, 2, 1), dt.date(2018, 3, 15), dt.date(2018, 4, 1)]
+
+
+@pytest.fixture(scope="module")
+def features_by_client(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, dt.date], dict[str, Any]]:
+    """Adapter, ingest with mappings/olist.yaml and the features stage at ``FEATURE_DAYS`` on the
+    sources with ``TWINS``: the info and feature columns of each row by (client_id, cutoff date)."""
+    folder = tmp_path_factory.mktemp("olist_features")
+    export = adapt_olist(write_sources(folder / "olist", extra=TWINS), threads=1)
+    raw = export.write(folder / "raw")
+    mapping = load_mapping(REPO / "mappings" / "olist.yaml")
+    params = IngestParams(export_date=export.export_date, timezone="America/Sao_Paulo", threads=1)
+    result = ingest_export(locate_sources(raw, mapping), mapping, params)
+    for name, r in result.tables.items():
+        assert r.rows_quarantined == 0
+        write_parquet(r.clean, folder / "clean" / f"{name}.parquet")
+    features = FeatureParams(cutoffs=FEATURE_DAYS)
+    run_features(
+        folder / "clean",
+        folder / "features",
+        FEATURE_DAYS,
+        features,
+        export_date=export.export_date,
+        threads=1,
+    )
+    rows = pq.read_table(folder / "features" / "features.parquet").to_pylist()
+    columns = [*FEATURE_INFO_COLUMNS, *FEATURE_COLUMNS]
+    return {(r["client_id"], r["cutoff_at"].date()): {c: r[c] for c in columns} for r in rows}
+
+
+def test_what_a_late_parcel_does_after_a_cutoff_changes_no_feature_at_it(
+    features_by_client: dict[tuple[str, dt.date], dict[str, Any]],
+) -> None:
+    # Nothing known at 02-01 tells the twins apart, so no feature at 02-01 may: not the severity (a
+    # grade by the final delay would) nor whether there is a complaint (one made at delivery only
+    # would exist for the parcel that never arrives alone).
+    at = {p: features_by_client[(p, dt.date(2018, 2, 1))] for p in ("P6", "P6b", "P6c")}
+    assert at["P6"] == at["P6b"] == at["P6c"]
+    p6 = at["P6"]
+    assert (p6["complaints_total"], p6["open_complaints"], p6["complaint_severity_max"]) == (1, 1, 2)
+    # the delay enters once the parcel arrives, as the resolution time (02-05 10:00 - 01-21 00:00)
+    later = {p: features_by_client[(p, dt.date(2018, 3, 15))] for p in ("P6", "P6b", "P6c")}
+    assert [later[p]["open_complaints"] for p in ("P6", "P6b", "P6c")] == [0, 0, 1]
+    assert later["P6b"]["complaint_resolve_days_mean"] == pytest.approx(15 + 10 / 24)
+
+
+def test_a_cancellation_is_not_seen_before_its_promised_date_passed(
+    features_by_client: dict[tuple[str, dt.date], dict[str, Any]],
+) -> None:
+    # at 03-15, o3 (P2), o4 (P3) and o5 (P4) are cancelled by the export, but their promised dates
+    # (03-20, 03-25, 03-30) have not passed: the cancellation may not have happened yet
+    before, after = dt.date(2018, 3, 15), dt.date(2018, 4, 1)
+    clients = ("P2", "P3", "P4")
+    assert [features_by_client[(p, before)]["complaints_total"] for p in clients] == [0, 0, 0]
+    assert [features_by_client[(p, after)]["complaints_total"] for p in clients] == [1, 1, 1]
+    assert [features_by_client[(p, after)]["complaint_severity_max"] for p in clients] == [3, 3, 1]
 
 
 def test_adapted_export_ingests_with_the_mapping(tmp_path: Path) -> None:
@@ -311,9 +390,9 @@ def test_command_writes_the_export_and_the_report(tmp_path: Path) -> None:
     assert names == {"adapter_report.json", "clients.parquet", "complaints.parquet", "orders.parquet"}
     report = json.loads((out / "adapter_report.json").read_text())
     assert report["export_date"] == "2018-06-11"
-    assert report["tables"]["orders"]["rows_read"] == 15 and report["tables"]["orders"]["rows_kept"] == 9
+    assert report["tables"]["orders"]["rows_read"] == 16 and report["tables"]["orders"]["rows_kept"] == 9
     assert pq.read_table(out / "complaints.parquet").num_rows == report["complaints"] == 8
-    assert "no_items 2" in result.output
+    assert "no_items 3" in result.output
 
 
 @pytest.mark.parametrize(
