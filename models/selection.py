@@ -256,16 +256,22 @@ def run_booster(
     b: BoosterParams,
     *,
     report: Any = None,
+    before_fit: Any = None,
 ) -> BoosterRun:
     """Fit ``settings`` on every part of every fold (early-stopped there) and score each fold.
 
-    ``report(step, auc)`` is called after each fold (the search's pruning hook); it may raise to
-    stop the run.
+    ``report(step, auc)`` is called after each fold (the search's pruning hook) and
+    ``before_fit(seconds_of_the_last_fit)`` before each fit (its time budget); either may raise
+    to stop the run.
     """
     run = BoosterRun(params=settings, fold_auc=[], raw=[], best_iterations=[])
+    last_fit = 0.0
     for step, fold in enumerate(folds):
         raws, bests = [], []
         for part in fold.parts:
+            if before_fit is not None:
+                before_fit(last_fit)
+            fit_started = time.perf_counter()
             X, y = part.training(bool(settings.get("pooled")))
             booster, best = fit_booster(
                 settings,
@@ -279,6 +285,7 @@ def run_booster(
             )
             raws.append(_raw(booster, part.X_valid, params.num_threads))
             bests.append(best)
+            last_fit = time.perf_counter() - fit_started
         raw = np.concatenate(raws)
         run.raw.append(raw)
         run.best_iterations.append(bests)
@@ -321,16 +328,18 @@ def search_booster(
         settings = suggest_settings(trial, bounds)
 
         def report(step: int, auc: float) -> None:
-            # the time budget holds inside a trial too: a trial still running at the deadline
-            # is cut after its current fold (Optuna's timeout only stops new trials)
-            if time.perf_counter() > deadline and best:
-                study.stop()
-                raise optuna.TrialPruned()
             trial.report(auc, step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        run = run_booster(settings, folds, params, feature_names, b, report=report)
+        def before_fit(last_fit: float) -> None:
+            # the time budget holds inside a trial too (Optuna's timeout only stops new trials):
+            # a fit that would end past the deadline, judged by the last one, is not started
+            if best and time.perf_counter() + last_fit > deadline:
+                study.stop()
+                raise optuna.TrialPruned()
+
+        run = run_booster(settings, folds, params, feature_names, b, report=report, before_fit=before_fit)
         value = run.mean_auc
         if not math.isfinite(value):
             raise optuna.TrialPruned()

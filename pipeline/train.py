@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from pathlib import Path
 
 import typer
@@ -45,11 +46,13 @@ def command(
     from pipeline.params import ParamsError, load_params
 
     console = Console()
+    started = time.perf_counter()
     try:
         settings = load_params(params)
         if test_cutoff is not None:
             settings.train.test_cutoff = test_cutoff.date()
         frame = read_feature_table(features)
+        read_s = time.perf_counter() - started
         horizon = settings.features.horizon_days
         trained = fit_all(frame, settings.train, horizon_days=horizon)
     except (ParamsError, ContractError, SplitError, FileNotFoundError) as e:
@@ -95,3 +98,11 @@ def command(
                 highlight=False,
                 soft_wrap=True,
             )
+    wall = time.perf_counter() - started
+    fit = sum(m.fit_seconds for m in trained.values())
+    console.print(
+        f"train: {wall:.1f} s in all: reading {read_s:.1f} s, selection and fitting {fit:.1f} s, "
+        f"saving, MLflow logging and registration {wall - read_s - fit:.1f} s "
+        f"({100 * (wall - fit) / wall:.0f}% outside fitting)",
+        highlight=False,
+    )
