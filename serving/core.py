@@ -43,8 +43,8 @@ FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_COLUMN
 ReasonsMode = Literal["all", "listed", "none"]
 # Extra top contributions looked at so that k reasons remain: a candidate gives no phrase when its
 # value is on the reassuring side of the comparable median, and phrases telling one fact are merged.
-# On the 20k-client sample, 4 spares left 29 of 6,884 listed churn clients without any reason and
-# 1,118 with fewer than three; 9 leave 7 and 405, 20 leave 1 and 146 (docs/serving.md).
+# On the 20k-client sample, 4 spares left 43 of 6,884 listed churn clients without any reason and
+# 1,348 with fewer than three; 9 leave 10 and 502, 20 leave 1 and 134 (docs/serving.md).
 CANDIDATE_SPARE = 9
 CHUNK_ROWS = 65536  # rows per leaf pass of a large batch (bounds the leaf-index array)
 WORDS_BLOCK = 4096  # rows whose values are turned into Python floats at once for the phrases

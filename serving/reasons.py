@@ -8,7 +8,9 @@ clients' median that the template says raises that score (``raises``, per model 
 phrase says both numbers: "2 completed orders in the last 365 days, where similar clients have 7".
 "Similar clients" are the rows of the same model population at the same cutoff
 (:func:`peer_stats`, computed once per feature table). A value on the other side, at the median,
-or a contribution that lowers the score gives no phrase: the next candidate fills the slot.
+or a contribution that lowers the score gives no phrase: the next candidate fills the slot. The
+direction is declared, not read off the model, because the words are what Marketing reads: a
+phrase reads as risk or as reassurance whatever the trees learned (docs/serving.md).
 
 A score raised by a signal that is *absent* (never complained, not yet approached by a win-back
 campaign) is said only where the template has an :class:`Absence` phrase for that model kind,

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from features.contract import FEATURE_COLUMNS
-from models.config import TrainParams
+from models.config import SearchParams, TrainParams
 from models.train import TrainedModel, fit_model
 from serving.campaigns import NO_CAMPAIGN
 from serving.config import ScoreParams
@@ -29,7 +29,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sample_winback_model(sample_features: pd.DataFrame) -> TrainedModel:
-    return fit_model(sample_features, "winback", TrainParams(num_threads=1), horizon_days=HORIZON_DAYS)
+    """A win-back model trained on the sample like the session's churn model (defaults, no search)."""
+    params = TrainParams(num_threads=1, search=SearchParams(trials=0))
+    return fit_model(sample_features, "winback", params, horizon_days=HORIZON_DAYS)
 
 
 def test_listed_clients_get_reasons_that_argue_for_their_score(
