@@ -201,12 +201,9 @@ class PathExplainer:
             return [[c for c in cols if row[c] > 0]]
         # A full stable sort per row: ties go to the earlier input column, whatever the batch size.
         top = np.argsort(-contributions, axis=1, kind="stable")[:, :kk]
-        top_vals = np.take_along_axis(contributions, top, axis=1)
-        positive = (top_vals > 0).tolist()
-        return [
-            [c for c, keep in zip(cols, keeps, strict=True) if keep]
-            for cols, keeps in zip(top.tolist(), positive, strict=True)
-        ]
+        # sorted largest first, so a row's positive contributions are a prefix of its columns
+        positive = (np.take_along_axis(contributions, top, axis=1) > 0).sum(axis=1)
+        return [cols[:n] for cols, n in zip(top.tolist(), positive.tolist(), strict=True)]
 
 
 # LightGBM C API constants (include/LightGBM/c_api.h).

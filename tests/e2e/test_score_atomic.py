@@ -119,7 +119,10 @@ def test_score_writes_crm_ready_files_and_a_true_manifest(workdir: Path) -> None
         assert (lst["priority"] >= 0).all()  # rounded to cents in the CSV
         assert (scores.loc[scores["campaign"] == campaign, "priority"] > 0).all()
         assert (lst["cutoff_at"] == "2025-01-01").all()
-        assert (lst["reason_1"] != "").all()
+        # a reason only where it argues for the score (docs/serving.md, "Reasons in words"): on
+        # this fabricated sample about 2% of listed clients have none; the columns fill from the left
+        assert (lst["reason_1"] != "").mean() > 0.9
+        assert ((lst["reason_2"] == "") | (lst["reason_1"] != "")).all()
     # The win-back list names the manager at the time of the loss as the one not to assign (the
     # same column name as the API's), and suggests somebody else.
     winback = pd.read_csv(out / "winback.csv", encoding="utf-8", keep_default_na=False)
