@@ -326,13 +326,12 @@ def build_feature_table(
     for other in (loss_rows, aggregate_gaps(gaps.table, cut, params), agg_complaints, agg_contacts, future):
         t = _attach(t, other)
 
-    recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY
     since_first = (t.cutoff_s - t.agg_first_s) / SECONDS_PER_DAY
     derived: dict[str, ir.Value] = {
         **derive_rfm(t, params),
         **derive_complaints(t, params),
         **derive_payments(t, params),
-        **derive_lifecycle(t, recency, since_first, params),
+        **derive_lifecycle(t, since_first, params),
         **derive_contacts(t, params),
         **derive_basket(t, params),
     }
