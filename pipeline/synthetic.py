@@ -1671,7 +1671,8 @@ def _truth_table(
     for d, r in truth_rows:
         idx = r["idx"]
         recency = (d * MINUTES_PER_DAY - r["last_order_minute"]) / MINUTES_PER_DAY
-        active = recency < truth.active_days
+        # active/lapsed as the features' tiers count it: whole days since the last order's day
+        active = d - r["last_order_minute"] // MINUTES_PER_DAY < truth.active_days
         p = r["p_no_order"]
         p_obs = r["p_no_order_observable"]
         parts.append(
