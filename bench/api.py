@@ -376,14 +376,14 @@ def _start(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def prepare(workdir: Path, clients: int) -> list[str]:
-    from models.config import BoosterParams, TrainParams
+    from models.config import BoosterParams, SearchParams, TrainParams
     from models.train import fit_all, save_trained_model
     from tests.api.sample import make_features, write_features
 
     booster = BoosterParams(num_boost_round=200, min_data_in_leaf=50, early_stopping_rounds=30)
     trained = fit_all(
         make_features(4000, seed=1),
-        TrainParams(num_threads=2, churn=booster, winback=booster),
+        TrainParams(num_threads=2, churn=booster, winback=booster, search=SearchParams(trials=0)),
         horizon_days=100,
     )
     for kind, tm in trained.items():

@@ -32,7 +32,7 @@ def main() -> None:
 
     import numpy as np
 
-    from models.config import BoosterParams, TrainParams
+    from models.config import BoosterParams, SearchParams, TrainParams
     from models.scorer import LoadedModel
     from models.train import fit_all
     from serving.batch import write_outputs
@@ -44,7 +44,9 @@ def main() -> None:
     booster = BoosterParams(num_boost_round=200, min_data_in_leaf=50, early_stopping_rounds=30)
     sample = make_features(4000, seed=1)
     trained = fit_all(
-        sample, TrainParams(num_threads=args.threads, churn=booster, winback=booster), horizon_days=100
+        sample,
+        TrainParams(num_threads=args.threads, churn=booster, winback=booster, search=SearchParams(trials=0)),
+        horizon_days=100,
     )
     models: dict[str, LoadedModel] = {k: t.model for k, t in trained.items()}
     trees = {k: m.booster.num_trees() for k, m in models.items()}

@@ -1,31 +1,39 @@
-"""Training and single-row scoring speed of the models, as ratios against baselines of the same run.
+"""The train stage's time split: model selection and fitting against everything else, in one run.
 
-    python bench/train.py [--features data/features/features.parquet] [--threads 2]
+    python bench/train.py [--features data/features/features.parquet] [--params params.yaml] [--threads 2]
 
-Without --features it uses the fabricated table of the model tests (small). Prints:
-* fit seconds of each LightGBM model (early stopping, calibration included) and the ratio to the
-  logistic RFM baseline fitted on the same rows;
-* single-row latency of LoadedModel.predict_probability and predict_with_reasons (µs, median of
-  many calls) and the ratio to a bare ``booster.predict`` of the same row.
+Runs ``comeback train`` as a user would (a fresh process, its own sqlite MLflow store in a temp
+folder, registration on) and reports, from the outside and from the stage's own accounting:
+
+* the stage's wall time (process start to exit) and, per model, the selection (search, candidates,
+  final fit) seconds with the search's trials against its budget (``train.search``);
+* the time outside fitting: process start, reading the table, saving the model folders, MLflow
+  logging and registration = wall - fitting; issue 12's target is at most 25% of the wall time;
+* single-row latency of the trained churn model's ``predict_probability`` against a bare
+  ``booster.predict`` of the same row (median of many calls).
+
+Without --features it builds the default sample (generate 20000 clients seed 7, ingest,
+features with params.yaml) in the temp folder first (not timed).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.baselines import fit_logistic_rfm_baseline
-from models.config import TrainParams
-from models.dataset import read_feature_table, split_frames
-from models.train import fit_on_frames
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def _median_us(fn: object, repeats: int = 2000) -> float:
@@ -41,73 +49,82 @@ def _median_us(fn: object, repeats: int = 2000) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--features", type=Path, default=None)
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--horizon-days", type=int, default=100)
-    parser.add_argument(
-        "--replicate",
-        type=int,
-        default=1,
-        help="stack the training rows N times (fit time at N x the clients; e.g. 50 x 20k = 1M)",
-    )
     args = parser.parse_args()
-    if args.features is not None:
-        frame = read_feature_table(args.features)
-        source = str(args.features)
-    else:
-        from tests.model.fabricate import fabricate_features
+    exe = Path(sys.executable).parent / "comeback"
+    cli = str(exe) if exe.exists() else "comeback"
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        work = Path(tmp)
+        params = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+        params["train"]["num_threads"] = args.threads
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        env = {
+            **os.environ,
+            "COMEBACK_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "OMP_NUM_THREADS": str(args.threads),
+        }
+        features = args.features
+        if features is None:
+            g = params["generate"]
+            for cmd in (
+                ["generate", "--clients", str(g["clients"]), "--seed", str(g["seed"]), "--out", "raw"],
+                ["ingest", "--raw", "raw", "--out", "clean", "--params", "params.yaml"],
+                ["features", "--clean", "clean", "--out", "features", "--params", "params.yaml"],
+            ):
+                subprocess.run([cli, *cmd], cwd=work, env=env, check=True, capture_output=True)
+            features = work / "features" / "features.parquet"
+        shutil.rmtree(work / "models", ignore_errors=True)
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [cli, "train", "--features", str(features), "--out", "models", "--params", "params.yaml"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+        if done.returncode != 0:
+            sys.exit(f"train failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        fit = 0.0
+        budget = params["train"].get("search", {})
+        for kind in ("churn", "winback"):
+            meta = json.loads((work / "models" / kind / "model.json").read_text(encoding="utf-8"))
+            sel = json.loads((work / "models" / kind / "selection.json").read_text(encoding="utf-8"))
+            fit += meta["fit_seconds"]
+            search = sel["search"]
+            print(
+                f"{kind}: {sel['winner']}, selection and fitting {meta['fit_seconds']:.1f} s, of it the "
+                f"search {search.get('seconds', 0):.1f} s ({search.get('trials')} trials, "
+                f"{search.get('pruned')} pruned; budget {budget.get('trials')} trials / "
+                f"{budget.get('seconds')} s)"
+            )
+        line = re.search(r"train: .*outside fitting\)", " ".join(done.stdout.split()))
+        print(f"stage's own accounting: {line.group(0) if line else '(not printed)'}")
+        outside = wall - fit
+        print(
+            f"train stage wall {wall:.1f} s: fitting {fit:.1f} s, outside fitting {outside:.1f} s = "
+            f"{100 * outside / wall:.1f}% (target <= 25%)"
+        )
 
-        frame, _ = fabricate_features(3000)
-        source = "fabricated (3000 clients)"
-    params = TrainParams(num_threads=args.threads)
-    print(f"feature table: {source}, {len(frame):,} rows, num_threads={args.threads}")
-    for kind in ("churn", "winback"):
-        bench_kind(frame, kind, params, args.horizon_days, args.replicate)
+        import pandas as pd
 
+        from models.scorer import load_model_from_dir
 
-def bench_kind(
-    frame: pd.DataFrame, kind: str, params: TrainParams, horizon_days: int, replicate: int
-) -> None:
-    """Fit one model and time its single-row and batch scoring."""
-    frames = split_frames(frame, kind, horizon_days)  # type: ignore[arg-type]
-    if replicate > 1:
-        frames = dataclasses.replace(frames, train=pd.concat([frames.train] * replicate, ignore_index=True))
-    t0 = time.perf_counter()
-    fit_logistic_rfm_baseline(frames.train, frames.train["label"].to_numpy())
-    base_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trained = fit_on_frames(frames, params, feature_names=list(_names()))
-    fit_s = time.perf_counter() - t0
-    print(
-        f"{kind}: {len(frames.train):,} training rows, {trained.best_iteration} trees: fit {fit_s:.2f} s "
-        f"= {fit_s / base_s:.1f}x the logistic RFM baseline ({base_s:.2f} s)"
-    )
-    model = trained.model
-    model.num_threads = 1
-    model._predict_kwargs = {"num_threads": 1}
-    row = frames.test.iloc[[0]]
-    arr = model.matrix(row)
-    bare = _median_us(lambda: model.booster.predict(arr, raw_score=True, num_threads=1))
-    prob = _median_us(lambda: model.predict_probability(row))
-    prob_arr = _median_us(lambda: model.predict_probability(arr))
-    reasons = _median_us(lambda: model.predict_with_reasons(row, 3))
-    print(
-        f"  single row: bare booster.predict {bare:.0f} µs; predict_probability(DataFrame) {prob:.0f} µs "
-        f"({prob / bare:.2f}x), (ndarray) {prob_arr:.0f} µs ({prob_arr / bare:.2f}x); "
-        f"predict_with_reasons {reasons:.0f} µs ({reasons / bare:.2f}x)"
-    )
-    batch = frames.test
-    t0 = time.perf_counter()
-    model.predict_probability(batch)
-    per_row = (time.perf_counter() - t0) / len(batch) * 1e6
-    print(f"  batch of {len(batch):,}: {per_row:.1f} µs per row ({per_row / bare:.3f}x a single bare call)")
-
-
-def _names() -> tuple[str, ...]:
-    from features.contract import FEATURE_COLUMNS
-
-    return FEATURE_COLUMNS
+        model = load_model_from_dir(work / "models" / "churn", num_threads=1)
+        frame = pd.read_parquet(features)
+        row = frame[frame["state"].isin(["new", "active"])].head(1)
+        x = model.matrix(row)
+        p_us = _median_us(lambda: model.predict_probability(x))
+        bare_us = _median_us(lambda: model.booster.predict(x, raw_score=True, num_threads=1))
+        print(
+            f"single row: predict_probability {p_us:.1f} us, bare booster.predict {bare_us:.1f} us "
+            f"(ratio {p_us / bare_us:.2f}); {model.booster.num_trees()} trees"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ param names, so `dvc exp run -S train.churn.learning_rate=0.03` and the MLflow U
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +15,11 @@ ModelKind = Literal["churn", "winback"]
 KINDS: tuple[ModelKind, ...] = ("churn", "winback")
 CalibrationMethod = Literal["isotonic", "platt"]
 SplitMode = Literal["strict", "overlap"]
+#: How the folds are cut: ``auto`` picks strict or overlap per fold from the history it is given.
+SplitChoice = Literal["auto", "strict", "overlap"]
+#: The candidates model selection weighs (models/selection.py).
+Candidate = Literal["lightgbm", "logistic_rfm", "blend"]
+CANDIDATES: tuple[Candidate, ...] = ("lightgbm", "logistic_rfm", "blend")
 
 
 class BoosterParams(BaseModel):
@@ -36,17 +42,43 @@ class BoosterParams(BaseModel):
     early_stopping_rounds: int = Field(default=50, ge=1)
 
 
+class SearchParams(BaseModel):
+    """The `train.search:` section: the budget of the hyperparameter search of each booster.
+
+    The search (Optuna's TPE sampler, seeded with ``train.seed``) stops after ``trials`` trials or
+    ``seconds`` seconds, whichever comes first; only the trial budget is reproducible (a time budget
+    cuts the search wherever the machine's speed puts it). 0 trials: the booster params as written.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=20, ge=0)
+    seconds: float = Field(default=120.0, gt=0)
+
+
 class TrainParams(BaseModel):
-    """The `train:` section: shared settings plus one BoosterParams per model."""
+    """The `train:` section: shared settings, the selection protocol and one BoosterParams per model.
+
+    Model selection (models/selection.py) validates on ``folds`` cutoffs before the test cutoff,
+    searches each booster within ``search``, weighs the ``candidates`` and keeps the best on validation.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 42
     num_threads: int = Field(default=2, ge=1)
     calibration: CalibrationMethod = "platt"
-    # strict: training windows end before the validation cutoff; overlap: they only end before the
-    # test cutoff (for short histories such as one year of real data; the test stays untouched).
-    split: SplitMode = "strict"
+    # auto: per fold, strict where the history allows it (training label windows end before the
+    # validation cutoff), else overlap with client-disjoint folds (training windows only end before
+    # the test cutoff). The test cutoff is never touched by fitting or choosing.
+    split: SplitChoice = "auto"
+    # None: the latest cutoff whose label window is fully observed
+    test_cutoff: dt.date | None = None
+    folds: int = Field(default=3, ge=1, le=12)
+    min_rows: int = Field(default=100, ge=10)  # fewer training or validation rows: the population stops
+    min_positives: int = Field(default=10, ge=1)  # ... or fewer events (or non-events) than this
+    candidates: list[Candidate] = Field(default_factory=lambda: list(CANDIDATES))
+    search: SearchParams = SearchParams()
     experiment: str = "comeback"
     register_models: bool = True  # register both models in MLflow (alias challenger)
     churn: BoosterParams = BoosterParams()

@@ -1,10 +1,12 @@
 """Honest out-of-time evaluation of a trained model against two baselines and the true probabilities.
 
-Everything is scored on the test cutoff of the model's own time split (the latest cutoff with a
-fully observed label window), which the model never saw: not for fitting, early stopping or
-calibration. Baselines are fitted on the same training rows as the model. Intervals are percentile
-bootstraps over test rows (``evaluate.bootstrap`` resamples); model-minus-baseline differences use
-paired resamples, so their interval is about the difference itself.
+Everything is scored on the test cutoff of the model's own time split (train.test_cutoff, or the
+latest cutoff with a fully observed label window), which the model never saw: not for fitting,
+early stopping, selection or calibration. The recency and logistic baselines are fitted on the same
+training rows as the model; BG/NBD on every client's order history before the test cutoff.
+Intervals are percentile bootstraps over test rows (``evaluate.bootstrap`` resamples);
+model-minus-baseline differences use paired resamples, so their interval is about the difference
+itself; ``model_minus_best_baseline`` is the one against the baseline best on the test cutoff.
 
 With the synthetic generator's ground truth two oracles are scored (see pipeline/synthetic.py):
 
@@ -27,9 +29,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from models.baselines import fit_logistic_rfm_baseline, fit_recency_baseline
-from models.config import EvaluateParams, ModelKind, SplitMode
-from models.dataset import SplitFrames, split_frames
+from models.baselines import fit_bgnbd_baseline, fit_logistic_rfm_baseline, fit_recency_baseline
+from models.config import EvaluateParams, ModelKind
+from models.dataset import SplitFrames, TimeSplit, cutoff_dates, frames_for_split
 from models.metrics import (
     bootstrap_indices,
     bootstrap_interval,
@@ -54,14 +56,22 @@ SEGMENTS: dict[ModelKind, dict[str, tuple[str, ...]]] = {
 }
 
 
+#: The baselines, in the order reports list them.
+BASELINES = ("recency", "logistic_rfm", "bgnbd")
+PREDICTIONS_FILE = "predictions.parquet"
+#: Columns of predictions.parquet (one row per test client and task; baselines beside the model).
+PREDICTION_COLUMNS = ("client_id", "cutoff_at", "task", "probability", "label")
+
+
 @dataclass
 class KindEvaluation:
-    """The evaluation of one model: metrics, details and the data behind the plots."""
+    """The evaluation of one model: metrics, details, the data behind the plots and the predictions."""
 
     kind: ModelKind
     metrics: dict[str, dict[str, float]]  # forecast -> headline metrics (metrics.json)
     details: dict[str, Any]  # every number incl. intervals, differences, segments (details.json)
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)  # plot name -> data
+    predictions: pd.DataFrame | None = None  # PREDICTION_COLUMNS + probability_<baseline>
 
 
 def evaluate_kind(
@@ -69,20 +79,21 @@ def evaluate_kind(
     model: LoadedModel,
     params: EvaluateParams,
     *,
-    horizon_days: int,
+    split: TimeSplit,
     truth: pd.DataFrame | None = None,
     importance: pd.DataFrame | None = None,
-    split_mode: SplitMode = "strict",
 ) -> KindEvaluation:
-    """Score ``model`` and the baselines on the test cutoff of ``features`` (see module docstring).
+    """Score ``model`` and the baselines on the test cutoff of ``split`` (see module docstring).
 
-    ``truth`` is the generator's ground truth (client_id, cutoff_at, churn_probability,
-    winback_probability, and their ``*_observable`` versions); when given, both oracles (see the
-    module docstring) are scored on the test rows they cover.
+    ``split`` is the model's own final split (split.json of its folder): its test cutoff, and its
+    training rows on which the recency and logistic baselines are fitted. BG/NBD is fitted on every
+    client's history at the test cutoff. ``truth`` is the generator's ground truth (client_id,
+    cutoff_at, churn_probability, winback_probability, and their ``*_observable`` versions); when
+    given, both oracles (see the module docstring) are scored on the test rows they cover.
     """
-    kind = model.kind
-    frames = split_frames(features, kind, horizon_days, split_mode)
-    return evaluate_frames(frames, model, params, truth=truth, importance=importance)
+    frames = frames_for_split(features, split)
+    at_test = features.loc[(cutoff_dates(features) == split.test_cutoff).to_numpy()]
+    return evaluate_frames(frames, model, params, truth=truth, importance=importance, history=at_test)
 
 
 def evaluate_frames(
@@ -92,8 +103,10 @@ def evaluate_frames(
     *,
     truth: pd.DataFrame | None = None,
     importance: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
 ) -> KindEvaluation:
-    """:func:`evaluate_kind` on an existing split."""
+    """:func:`evaluate_kind` on an existing split; ``history`` (every row at the test cutoff) feeds
+    the BG/NBD baseline, which is left out without it."""
     kind = frames.split.kind
     test = frames.test
     y = test["label"].to_numpy()
@@ -105,6 +118,14 @@ def evaluate_frames(
             frames.train, y_train, seed=params.seed
         ).predict_probability(test),
     }
+    if history is not None:
+        bgnbd = fit_bgnbd_baseline(
+            history,
+            horizon_days=frames.split.horizon_days,
+            event="purchase" if kind == "winback" else "no_purchase",
+        )
+        if bgnbd is not None:
+            forecasts["bgnbd"] = bgnbd.predict_probability(test)
     idx = bootstrap_indices(len(y), params.bootstrap, params.seed)
     details: dict[str, Any] = {
         "split": frames.split.to_json(),
@@ -118,10 +139,13 @@ def evaluate_frames(
         details["forecasts"][name] = full
         metrics[name] = {k: full[k] for k in HEADLINE}
     paired = {"roc_auc": roc_auc, "pr_auc": pr_auc, "brier": brier}
+    baselines = [b for b in BASELINES if b in forecasts]
     details["model_minus_baseline"] = {
-        base: paired_differences(y, forecasts["model"], forecasts[base], paired, idx)
-        for base in ("recency", "logistic_rfm")
+        base: paired_differences(y, forecasts["model"], forecasts[base], paired, idx) for base in baselines
     }
+    best = max(baselines, key=lambda b: details["forecasts"][b]["roc_auc"])
+    details["best_baseline"] = best
+    details["model_minus_best_baseline"] = details["model_minus_baseline"][best]
     details["segments"] = _segments(kind, test, y, forecasts, params)
 
     if truth is not None:
@@ -145,6 +169,16 @@ def evaluate_frames(
             )
             forecasts[name] = np.full(len(y), np.nan)
             forecasts[name][mask] = p_oracle
+    predictions = pd.DataFrame(
+        {
+            "client_id": test["client_id"].astype(str).to_numpy(),
+            "cutoff_at": pd.to_datetime(test["cutoff_at"], utc=True).to_numpy(),
+            "task": kind,
+            "probability": forecasts["model"],
+            "label": y.astype("int8"),
+            **{f"probability_{b}": forecasts[b] for b in baselines},
+        }
+    )
     curves = _curves(y, forecasts, params.ece_bins)
     if importance is not None:
         curves["importance"] = importance.loc[:, ["feature", "gain"]].head(20).reset_index(drop=True)
@@ -159,7 +193,7 @@ def evaluate_frames(
         metrics["logistic_rfm"]["roc_auc"],
         "".join(f", {name} {metrics[name]['roc_auc']:.4f}" for name in ORACLES if name in metrics),
     )
-    return KindEvaluation(kind=kind, metrics=metrics, details=details, curves=curves)
+    return KindEvaluation(kind=kind, metrics=metrics, details=details, curves=curves, predictions=predictions)
 
 
 def _segments(

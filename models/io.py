@@ -89,6 +89,11 @@ def write_csv_atomic(path: Path, frame: pd.DataFrame) -> str:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> str:
+    """Write a Parquet file without the index atomically; returns its sha256."""
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
 def _json_default(o: object) -> Any:
     if isinstance(o, np.generic):
         return o.item()

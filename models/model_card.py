@@ -55,8 +55,10 @@ def render_model_card(
     importance: pd.DataFrame | None,
     calibration: str,
     calibration_check: dict[str, float] | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> str:
-    """The card as markdown; ``details`` is this model's part of details.json."""
+    """The card as markdown; ``details`` is this model's part of details.json, ``selection`` the
+    model folder's selection.json (models/selection.py)."""
     forecasts = details["forecasts"]
     lines = [
         f"# Model card: {model_name} (version {model_version})",
@@ -76,12 +78,13 @@ def render_model_card(
             "- no label window of a training or validation row reaches past the next step's cutoff "
             "(D + horizon <= validation cutoff for training, validation + horizon <= test cutoff)."
             if split.get("mode", "strict") == "strict"
-            else "- split mode overlap: training windows may overlap the validation window (early "
-            "stopping and calibration slightly optimistic); none reaches the test window "
-            "(D + horizon <= test cutoff)."
+            else "- split mode overlap (a short history): training windows may overlap the validation "
+            "window, so validation and calibration are client-disjoint (out of fold); no window "
+            "reaches the test window (D + horizon <= test cutoff)."
         ),
         "",
-        f"Calibration: {calibration}, fitted on the validation cutoff.",
+        f"Calibration: {calibration}, fitted on the validation cutoff"
+        + (f" ({selection['calibration_source']})." if selection else "."),
     ]
     if calibration_check:
         lines.append(
@@ -91,6 +94,8 @@ def render_model_card(
             )
             + "."
         )
+    if selection:
+        lines += _selection_lines(selection)
     lines += [
         "",
         "## Metrics on the test cutoff",
@@ -106,7 +111,8 @@ def render_model_card(
         )
     lines += ["", "Model minus baseline (paired bootstrap, 95%):", ""]
     for base, d in details.get("model_minus_baseline", {}).items():
-        lines.append(_difference_line(base, d))
+        best = " (the best baseline on this cutoff)" if base == details.get("best_baseline") else ""
+        lines.append(_difference_line(base + best, d))
     for name, what in ORACLE_NOTES.items():
         if f"model_minus_{name}" in details:
             lines.append(_difference_line(f"{name} ({what})", details[f"model_minus_{name}"]))
@@ -128,6 +134,59 @@ def render_model_card(
     lines += ["", "## Known limits", ""]
     lines += [f"- {item}" for item in LIMITS[kind]]
     return "\n".join(lines) + "\n"
+
+
+#: What each candidate of model selection is, as the card names it.
+CANDIDATE_NOTES: dict[str, str] = {
+    "lightgbm": "the LightGBM booster with the searched settings",
+    "logistic_rfm": "logistic regression on RFM inputs (served as one-feature LightGBM trees)",
+    "blend": "LightGBM and the logistic RFM model, log-odds weighted",
+    "recency": "recency alone (reference for the guard, not a candidate)",
+}
+
+
+def _selection_lines(selection: dict[str, Any]) -> list[str]:
+    """The card's model-selection section: every candidate's validation ROC-AUC per fold, the winner."""
+    folds = selection.get("folds", [])
+    winner = selection.get("winner", "?")
+    header = " | ".join(f"{f['valid_cutoff']} ({f['mode']})" for f in folds)
+    lines = [
+        "",
+        "## Model selection (validation only; the test cutoff was never looked at)",
+        "",
+        f"Rolling-origin folds: {len(folds)}; validation ROC-AUC per fold (validation cutoff, split mode).",
+        "",
+        f"| candidate | {header} | mean |",
+        "| --- | " + " | ".join("---" for _ in folds) + " | --- |",
+    ]
+    for name, row in selection.get("table", {}).items():
+        mark = " **(selected)**" if name == winner else ""
+        cells = " | ".join(_fmt(v, 4) for v in row["folds"])
+        lines.append(f"| {name}{mark} | {cells} | {_fmt(row['mean'], 4)} |")
+    lines.append("")
+    lines.append(f"Selected: **{winner}**, {CANDIDATE_NOTES.get(winner, winner)}.")
+    if winner == "blend":
+        lines.append(
+            f"Blend weight of LightGBM: {selection.get('blend_weight')} (grid {selection.get('blend_grid')})."
+        )
+    if winner == "logistic_rfm":
+        lines.append(
+            "No candidate with LightGBM in it matched the logistic model on validation (it led by more "
+            f"than {selection.get('logistic_margin')} ROC-AUC), so the plain logistic model is served."
+        )
+    if selection.get("booster_params") and winner != "logistic_rfm":
+        search = selection.get("search", {})
+        lines.append(
+            f"Booster settings (search: {search.get('trials')} trials, {search.get('pruned')} pruned, "
+            f"{search.get('seconds')} s): {selection['booster_params']}, {selection.get('rounds')} rounds."
+        )
+    dropped = selection.get("features", {}).get("dropped_constant", [])
+    if dropped:
+        lines.append(f"Inputs constant in the training rows, left out: {', '.join(dropped)}.")
+    guard = selection.get("guard", {})
+    if guard and not guard.get("passed", True):
+        lines.append(f"**Guard failed, not registered as challenger**: {'; '.join(guard['reasons'])}.")
+    return lines
 
 
 def _difference_line(against: str, d: dict[str, float]) -> str:

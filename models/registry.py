@@ -13,6 +13,7 @@ Aliases only: no deprecated stages, never "latest". The tracking URI comes from 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import subprocess
@@ -29,7 +30,7 @@ from mlflow.pyfunc import PythonModel
 import features
 import models
 from models.config import ModelKind, PromoteParams
-from models.dataset import split_frames
+from models.dataset import choose_test_cutoff, population, take_rows
 from models.metrics import brier, roc_auc
 from models.scorer import (
     PYFUNC_ARTIFACT,
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+#: Version tags of the registration guard (models.selection.guard_verdict).
+GUARD_TAG = "guard_passed"
+GUARD_REASON_TAG = "guard_reasons"
 
 
 class ComebackPyfunc(PythonModel):
@@ -144,6 +148,10 @@ def log_and_register(
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_text(json.dumps(trained.model.feature_names, indent=1), "feature_names.json")
         mlflow.log_dict(trained.split.to_json(), "split.json")
+        if trained.selection:
+            mlflow.log_dict(trained.selection, "selection.json")
+            for candidate, row in trained.selection.get("table", {}).items():
+                mlflow.log_metric(f"valid_folds_roc_auc_{candidate}", float(row["mean"]))
         train_cols = [*trained.model.feature_names, "label"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "source can be interpreted in multiple ways": it is a file
@@ -170,17 +178,37 @@ def log_and_register(
     version = str(info.registered_model_version) if register else ""
     if register:
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        for key, value in {
+        guard = trained.selection.get("guard", {"passed": True, "reasons": []})
+        tags = {
             "kind": kind,
             "run_id": run_id,
             "git_commit": commit or "unknown",
+            "candidate": str(trained.selection.get("winner", "lightgbm")),
             "test_cutoff": trained.split.test_cutoff.isoformat(),
             "test_roc_auc": f"{trained.metrics['test']['roc_auc']:.4f}",
             "test_brier": f"{trained.metrics['test']['brier']:.4f}",
-        }.items():
+            GUARD_TAG: "true" if guard["passed"] else "false",
+        }
+        if not guard["passed"]:
+            tags[GUARD_REASON_TAG] = "; ".join(guard["reasons"])
+        for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
-        log.info("registered %s version %s as %s at %s", name, version, CHALLENGER, _safe_uri(tracking_uri))
+        if guard["passed"]:
+            client.set_registered_model_alias(name, CHALLENGER, version)
+            log.info(
+                "registered %s version %s as %s at %s", name, version, CHALLENGER, _safe_uri(tracking_uri)
+            )
+        else:
+            # the previous challenger is superseded by this run: promote must see the refusal, not it
+            if _version_by_alias(client, name, CHALLENGER) is not None:
+                client.delete_registered_model_alias(name, CHALLENGER)
+            log.warning(
+                "registered %s version %s WITHOUT the %s alias: %s",
+                name,
+                version,
+                CHALLENGER,
+                tags[GUARD_REASON_TAG],
+            )
     return Registration(run_id=run_id, name=name, version=version)
 
 
@@ -217,17 +245,31 @@ def _version_by_alias(client: Any, name: str, alias: str) -> Any | None:
 
 
 def compare_on_test(
-    features: pd.DataFrame, models: dict[str, LoadedModel], kind: ModelKind, horizon_days: int
+    features: pd.DataFrame,
+    models: dict[str, LoadedModel],
+    kind: ModelKind,
+    horizon_days: int,
+    test_cutoff: dt.date | None = None,
 ) -> tuple[str, dict[str, dict[str, float]]]:
     """ROC-AUC and Brier of each named model on the test cutoff of ``features``."""
-    # Only the test cutoff is used, and it is the same in both split modes.
-    frames = split_frames(features, kind, horizon_days, "overlap")
-    y = frames.test["label"].to_numpy()
+    cutoff = choose_test_cutoff(features, kind, horizon_days, test_cutoff)
+    test = take_rows(population(features, kind), kind, cutoff)
+    y = test["label"].to_numpy()
     scores = {}
     for role, model in models.items():
-        p = model.predict_probability(frames.test)
+        p = model.predict_probability(test)
         scores[role] = {"roc_auc": roc_auc(y, p), "brier": brier(y, p)}
-    return frames.split.test_cutoff.isoformat(), scores
+    return cutoff.isoformat(), scores
+
+
+def _latest_version(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
 def promote_kind(
@@ -237,17 +279,40 @@ def promote_kind(
     *,
     horizon_days: int,
     tracking_uri: str,
+    test_cutoff: dt.date | None = None,
 ) -> dict[str, Any]:
     """Move ``champion`` to the challenger if it is not worse beyond the tolerances; returns the record.
 
-    The first registered model becomes champion without comparison. The decision and both models'
-    scores are written as tags on the challenger version.
+    The first registered model becomes champion without comparison. A model that failed the
+    registration guard (constant, or no better than recency on validation) is refused with the
+    guard's reason, whether it is the newest version without the challenger alias or a version
+    tagged as failed. The decision and both models' scores are written as tags on the challenger
+    version.
     """
     from mlflow import MlflowClient
 
     name = registered_name(kind)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     challenger = _version_by_alias(client, name, CHALLENGER)
+    latest = _latest_version(client, name)
+    if latest is None:
+        raise ModelNotFoundError(f"no {name}@{CHALLENGER} in the registry: run comeback train first")
+    failed = latest if (latest.tags or {}).get(GUARD_TAG) == "false" else None
+    if challenger is not None and (challenger.tags or {}).get(GUARD_TAG) == "false":
+        failed = challenger
+    if failed is not None and (challenger is None or int(failed.version) >= int(challenger.version)):
+        reason = (failed.tags or {}).get(GUARD_REASON_TAG, "failed the registration guard")
+        champion = _version_by_alias(client, name, CHAMPION)
+        client.set_model_version_tag(name, str(failed.version), "promotion_decision", "refused")
+        log.warning("%s: version %s refused (%s)", name, failed.version, reason)
+        return {
+            "kind": kind,
+            "name": name,
+            "challenger": str(failed.version),
+            "decision": "refused",
+            "reason": reason,
+            "champion": str(champion.version) if champion is not None else None,
+        }
     if challenger is None:
         raise ModelNotFoundError(f"no {name}@{CHALLENGER} in the registry: run comeback train first")
     champion = _version_by_alias(client, name, CHAMPION)
@@ -264,7 +329,7 @@ def promote_kind(
             CHAMPION: load_model(kind, tracking_uri=tracking_uri, alias=CHAMPION),
             CHALLENGER: load_model(kind, tracking_uri=tracking_uri, alias=CHALLENGER),
         }
-        cutoff, scores = compare_on_test(features, loaded, kind, horizon_days)
+        cutoff, scores = compare_on_test(features, loaded, kind, horizon_days, test_cutoff)
         ch, cp = scores[CHALLENGER], scores[CHAMPION]
         auc_ok = ch["roc_auc"] >= cp["roc_auc"] - params.tolerance_roc_auc
         brier_ok = ch["brier"] <= cp["brier"] + params.tolerance_brier

@@ -32,6 +32,7 @@ FEATURES_FILE = "feature_names.json"
 SPLIT_FILE = "split.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.json"
+SELECTION_FILE = "selection.json"
 #: Key of the model folder among the pyfunc artifacts of the logged model.
 PYFUNC_ARTIFACT = "model"
 

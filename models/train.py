@@ -1,9 +1,10 @@
-"""Fit the calibrated LightGBM churn and win-back models on a leakage-free time split.
+"""Fit the calibrated churn and win-back models chosen by rolling-origin model selection.
 
 ``fit_churn_model`` / ``fit_winback_model`` take the feature table (a DataFrame) and the typed
-``train:`` params and return a :class:`TrainedModel`: the booster (early-stopped on the validation
-cutoff), the calibrator (fitted on the validation cutoff), the split, and the metrics on the
-validation and test cutoffs. Nothing here reads files, params.yaml or the environment.
+``train:`` params and return a :class:`TrainedModel`: the selected candidate written as one LightGBM
+booster, its calibrator, the final split, the metrics on the calibration rows and on the test
+cutoff, and the selection record (models/selection.py: folds, candidates, search, guard). Nothing
+here reads files, params.yaml or the environment.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from models.calibration import fit_calibrator
 from models.config import KINDS, CalibrationMethod, ModelKind, TrainParams
-from models.dataset import SplitFrames, TimeSplit, default_feature_names, feature_matrix, split_frames
-from models.io import write_json_atomic, write_text_atomic
+from models.dataset import TimeSplit
+from models.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from models.metrics import ece, score_all
 from models.scorer import (
     BOOSTER_FILE,
@@ -30,10 +30,12 @@ from models.scorer import (
     FEATURES_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    SELECTION_FILE,
     SPLIT_FILE,
     LoadedModel,
     registered_name,
 )
+from models.selection import select_model
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +53,16 @@ class TrainedModel:
     importance: pd.DataFrame  # feature, gain, split
     train_frame: pd.DataFrame = field(repr=False)  # the training rows (for the MLflow dataset digest)
     input_example: pd.DataFrame = field(repr=False)
+    selection: dict[str, Any] = field(default_factory=dict)  # selection.json (models/selection.py)
 
     @property
     def kind(self) -> ModelKind:
         return self.model.kind
 
-
-def lightgbm_params(kind: ModelKind, params: TrainParams) -> dict[str, Any]:
-    """The LightGBM parameter dict: binary objective, deterministic, fixed seed and thread count."""
-    b = params.booster(kind)
-    return {
-        "objective": "binary",
-        "metric": ["binary_logloss", "auc"],
-        "first_metric_only": True,
-        "learning_rate": b.learning_rate,
-        "num_leaves": b.num_leaves,
-        "max_depth": b.max_depth,
-        "min_data_in_leaf": b.min_data_in_leaf,
-        "feature_fraction": b.feature_fraction,
-        "bagging_fraction": b.bagging_fraction,
-        "bagging_freq": b.bagging_freq,
-        "lambda_l2": b.lambda_l2,
-        "extra_trees": b.extra_trees,
-        "seed": params.seed,
-        "deterministic": True,
-        "force_col_wise": True,
-        "num_threads": params.num_threads,
-        "verbosity": -1,
-    }
+    @property
+    def guard_passed(self) -> bool:
+        """Whether the model may be registered as challenger (models.selection.guard_verdict)."""
+        return bool(self.selection.get("guard", {}).get("passed", True))
 
 
 def fit_churn_model(features: pd.DataFrame, params: TrainParams, *, horizon_days: int) -> TrainedModel:
@@ -92,71 +76,39 @@ def fit_winback_model(features: pd.DataFrame, params: TrainParams, *, horizon_da
 
 
 def fit_model(
-    features: pd.DataFrame,
-    kind: ModelKind,
-    params: TrainParams,
-    *,
-    horizon_days: int,
-    feature_names: list[str] | None = None,
+    features: pd.DataFrame, kind: ModelKind, params: TrainParams, *, horizon_days: int
 ) -> TrainedModel:
-    """Split, fit with early stopping on the validation cutoff, calibrate there, score valid and test."""
-    frames = split_frames(features, kind, horizon_days, params.split)
-    names = feature_names or default_feature_names()
-    return fit_on_frames(frames, params, feature_names=names)
-
-
-def fit_on_frames(frames: SplitFrames, params: TrainParams, *, feature_names: list[str]) -> TrainedModel:
-    """:func:`fit_model` on an existing split (the registry tests use it with shuffled labels)."""
-    kind = frames.split.kind
+    """Select and fit the ``kind`` model (models/selection.py), then score it on validation and test."""
     started = time.perf_counter()
-    X_train = feature_matrix(frames.train, feature_names)
-    X_valid = feature_matrix(frames.valid, feature_names)
-    y_train = frames.train["label"].to_numpy()
-    y_valid = frames.valid["label"].to_numpy()
-    b = params.booster(kind)
-    train_set = lgb.Dataset(X_train, y_train, feature_name=list(feature_names), free_raw_data=True)
-    valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
-    booster = lgb.train(
-        lightgbm_params(kind, params),
-        train_set,
-        num_boost_round=b.num_boost_round,
-        valid_sets=[valid_set],
-        valid_names=["valid"],
-        callbacks=[lgb.early_stopping(b.early_stopping_rounds, first_metric_only=True, verbose=False)],
-    )
-    best = int(booster.best_iteration or booster.current_iteration())
-    # Keep only the trees up to the best iteration, so the saved model is what was evaluated.
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    raw_valid = np.asarray(booster.predict(X_valid, raw_score=True, num_threads=params.num_threads))
-    calibrator = fit_calibrator(raw_valid, y_valid, params.calibration)
-    check = compare_calibrations(raw_valid, y_valid, seed=params.seed)
+    sel = select_model(features, kind, params, horizon_days=horizon_days)
     fit_seconds = time.perf_counter() - started
-
+    frames = sel.frames
     model = LoadedModel(
         kind=kind,
         name=registered_name(kind),
         version="local",
-        booster=booster,
-        calibrator=calibrator,
-        feature_names=list(feature_names),
+        booster=sel.booster,
+        calibrator=sel.calibrator,
+        feature_names=list(sel.feature_names),
         num_threads=params.num_threads,
     )
-    p_valid = calibrator(raw_valid)
+    p_valid = sel.calibrator(sel.calibration_raw)
     p_test = model.predict_probability(frames.test)
     y_test = frames.test["label"].to_numpy()
-    metrics = {"valid": score_all(y_valid, p_valid), "test": score_all(y_test, p_test)}
+    metrics = {"valid": score_all(sel.calibration_y, p_valid), "test": score_all(y_test, p_test)}
     model.metrics = dict(metrics["test"])
     importance = pd.DataFrame(
         {
-            "feature": list(feature_names),
-            "gain": booster.feature_importance(importance_type="gain"),
-            "split": booster.feature_importance(importance_type="split"),
+            "feature": list(sel.feature_names),
+            "gain": sel.booster.feature_importance(importance_type="gain"),
+            "split": sel.booster.feature_importance(importance_type="split"),
         }
     ).sort_values("gain", ascending=False, kind="stable", ignore_index=True)
     log.info(
-        "%s: %d trees, valid roc_auc %.4f, test roc_auc %.4f ece %.4f (%.1f s)",
+        "%s: %s, %d trees, valid roc_auc %.4f, test roc_auc %.4f ece %.4f (%.1f s)",
         kind,
-        best,
+        sel.winner,
+        sel.booster.num_trees(),
         metrics["valid"]["roc_auc"],
         metrics["test"]["roc_auc"],
         metrics["test"]["ece"],
@@ -165,13 +117,14 @@ def fit_on_frames(frames: SplitFrames, params: TrainParams, *, feature_names: li
     return TrainedModel(
         model=model,
         split=frames.split,
-        best_iteration=best,
+        best_iteration=int(sel.booster.num_trees()),
         fit_seconds=fit_seconds,
         metrics=metrics,
-        calibration_check=check,
+        calibration_check=compare_calibrations(sel.calibration_raw, sel.calibration_y, seed=params.seed),
         importance=importance,
         train_frame=frames.train,
-        input_example=frames.test[list(feature_names)].head(5).reset_index(drop=True),
+        input_example=frames.test[list(sel.feature_names)].head(5).reset_index(drop=True),
+        selection=sel.record,
     )
 
 
@@ -208,20 +161,21 @@ def save_trained_model(trained: TrainedModel, folder: Path, *, extra: dict[str, 
     write_json_atomic(
         folder / METRICS_FILE, {**trained.metrics, "calibration_check": trained.calibration_check}
     )
+    write_json_atomic(folder / SELECTION_FILE, trained.selection)
     write_json_atomic(
         folder / MODEL_FILE,
         {
             "kind": m.kind,
             "name": m.name,
+            "candidate": trained.selection.get("winner", "lightgbm"),
             "calibration": m.calibrator.method,
-            "best_iteration": trained.best_iteration,
+            "trees": trained.best_iteration,
             "fit_seconds": round(trained.fit_seconds, 3),
             "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "guard": trained.selection.get("guard", {"passed": True, "reasons": []}),
             **(extra or {}),
         },
     )
-    from models.io import write_csv_atomic
-
     write_csv_atomic(folder / "importance.csv", trained.importance)
 
 

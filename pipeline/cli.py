@@ -13,6 +13,7 @@ import os
 import typer
 
 from pipeline import build_features, evaluate, generate, ingest, online_retail, promote, score, serve, train
+from pipeline.olist import command as adapt_olist_command
 
 app = typer.Typer(
     name="comeback",
@@ -37,6 +38,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 app.command("generate")(generate.command)
 app.command("ingest")(ingest.command)
 app.command("adapt-online-retail")(online_retail.command)
+app.command("adapt-olist")(adapt_olist_command)
 app.command("features")(build_features.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)

@@ -8,6 +8,7 @@ challenger version in the MLflow registry.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def command(
         ..., "--features", help="Feature table Parquet (the test cutoff is taken from it)."
     ),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="Params file (promote:, features:)."),
+    test_cutoff: dt.datetime | None = typer.Option(
+        None,
+        "--test-cutoff",
+        formats=["%Y-%m-%d"],
+        help="Compare on this test cutoff (default: train.test_cutoff, else the latest fully labelled).",
+    ),
 ) -> None:
     """Promote each challenger to champion if it is not worse than the champion beyond the tolerances."""
     from features.contract import ContractError
@@ -38,12 +45,19 @@ def command(
         uri = tracking_uri_from_env()
         for kind in KINDS:
             record = promote_kind(
-                kind, frame, settings.promote, horizon_days=settings.features.horizon_days, tracking_uri=uri
+                kind,
+                frame,
+                settings.promote,
+                horizon_days=settings.features.horizon_days,
+                tracking_uri=uri,
+                test_cutoff=test_cutoff.date() if test_cutoff is not None else settings.train.test_cutoff,
             )
+            color = "red" if record["decision"] == "refused" else "default"
             console.print(
-                f"{record['name']}: challenger v{record['challenger']} {record['decision']} "
-                f"({record['reason']})",
+                f"[{color}]{record['name']}: challenger v{record['challenger']} {record['decision']} "
+                f"({record['reason']})[/{color}]",
                 highlight=False,
+                soft_wrap=True,
             )
     except (ParamsError, ContractError, SplitError, FileNotFoundError, ModelNotFoundError) as e:
         console.print(f"[red]promote failed:[/red] {e}", highlight=False, soft_wrap=True)

@@ -3,7 +3,10 @@
 Thin stage: read params (``score:``), load both champions (MLflow registry by alias, or a trained
 model folder with ``--models-dir``), read the feature table at the cutoff, call the scoring core
 (:mod:`serving.core`) and write scores.parquet, prevention.csv, winback.csv, summary.json,
-summary.png and manifest.json atomically (:mod:`serving.batch`). Prints the campaign summary.
+summary.png and manifest.json atomically (:mod:`serving.batch`). Prints the campaign summary, what
+the values were computed from (margin, or revenue x score.default_margin_rate) and a warning for
+each list that came out empty or leaves out most of its population. A feature table in which no
+churn or win-back client has a usable value stops with exit code 1 before anything is written.
 """
 
 from __future__ import annotations
@@ -37,6 +40,17 @@ def _summary_table(summary: dict[str, Any]) -> RichTable:
     return table
 
 
+def _basis_line(basis: dict[str, Any]) -> str:
+    """One line: clients valued on margin, on revenue x the rate, and without a value."""
+    n = basis["clients"]
+    rate = basis["default_margin_rate"]
+    revenue = f"revenue x score.default_margin_rate {rate}" if rate is not None else "revenue (rate null)"
+    return (
+        f"value basis: {n['margin']:,} clients on margin_total, {n['revenue']:,} on {revenue}, "
+        f"{n['none']:,} without a value"
+    )
+
+
 def command(
     features: Path = typer.Option(Path("data/features/features.parquet"), help="Feature table (Parquet)."),
     out: Path = typer.Option(Path("data/scores"), help="Output folder for scores and campaign lists."),
@@ -66,7 +80,8 @@ def command(
     """Score every client at the scoring cutoff and write the campaign files to OUT."""
     from models.scorer import ModelNotFoundError, load_model, load_model_from_dir
     from pipeline.params import ParamsError, load_params
-    from serving.batch import score_all_clients, write_outputs
+    from serving.batch import score_all_clients, summarize_campaigns, value_basis_of, write_outputs
+    from serving.campaigns import require_usable_value
     from serving.core import Scorer, prepare_snapshot, read_feature_table
 
     console = Console()
@@ -91,17 +106,23 @@ def command(
                 churn = load_model_from_dir(fallback_models_dir / "churn", num_threads=threads)
                 winback = load_model_from_dir(fallback_models_dir / "winback", num_threads=threads)
         frame = read_feature_table(features, when)
+        snapshot = prepare_snapshot(frame, score_params, source=str(features))
+        del frame
+        # Before scoring and writing: a table without any usable value can only give empty lists,
+        # and the previous outputs must stay in place rather than be replaced by empty files.
+        require_usable_value(snapshot.plan, score_params)
     except (ParamsError, ModelNotFoundError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]score: {e}[/red]")
+        console.print(f"[red]score: {e}[/red]", soft_wrap=True)
         raise typer.Exit(1) from e
-    snapshot = prepare_snapshot(frame, score_params, source=str(features))
-    del frame
     scorer = Scorer(snapshot, churn, winback, score_params)
     scores = score_all_clients(scorer)
     manifest = write_outputs(out, scores, scorer, features_source=str(features))
-    from serving.batch import summarize_campaigns
+    summary = summarize_campaigns(scores, value_basis_of(scores, scorer), score_params)
 
-    console.print(_summary_table(summarize_campaigns(scores)))
+    console.print(_summary_table(summary))
+    console.print(_basis_line(summary["value_basis"]), soft_wrap=True)
+    for warning in summary["warnings"]:
+        console.print(f"[bold red]WARNING: {warning['message']}[/bold red]", soft_wrap=True)
     console.print(
         f"scored {len(scores):,} clients at {snapshot.cutoff_at.date()} with churn v{churn.version}, "
         f"win-back v{winback.version} in {time.perf_counter() - started:.1f} s: "

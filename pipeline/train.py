@@ -8,8 +8,10 @@ new version of comeback-<kind> with the alias `challenger` (never `champion`: se
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import time
 from pathlib import Path
 
 import typer
@@ -22,8 +24,18 @@ def command(
     features: Path = typer.Option(..., "--features", help="Feature table Parquet (features stage output)."),
     out: Path = typer.Option(..., "--out", help="Folder for the trained models: OUT/churn/, OUT/winback/."),
     params: Path = typer.Option(Path("params.yaml"), "--params", help="Params file (train:, features:)."),
+    test_cutoff: dt.datetime | None = typer.Option(
+        None,
+        "--test-cutoff",
+        formats=["%Y-%m-%d"],
+        help="Pin the test cutoff (default: train.test_cutoff, else the latest fully labelled cutoff).",
+    ),
 ) -> None:
-    """Train the churn and win-back models on a leakage-free time split and register them as challengers."""
+    """Select and train the churn and win-back models on rolling time folds; register them as challengers.
+
+    A model that fails the registration guard (constant, or no better than recency alone on
+    validation) is saved and registered without the challenger alias, with the reason.
+    """
     from features.contract import ContractError
     from models.config import flatten
     from models.dataset import SplitError, read_feature_table
@@ -34,9 +46,13 @@ def command(
     from pipeline.params import ParamsError, load_params
 
     console = Console()
+    started = time.perf_counter()
     try:
         settings = load_params(params)
+        if test_cutoff is not None:
+            settings.train.test_cutoff = test_cutoff.date()
         frame = read_feature_table(features)
+        read_s = time.perf_counter() - started
         horizon = settings.features.horizon_days
         trained = fit_all(frame, settings.train, horizon_days=horizon)
     except (ParamsError, ContractError, SplitError, FileNotFoundError) as e:
@@ -66,9 +82,27 @@ def command(
             meta["registration"] = {"run_id": reg.run_id, "name": reg.name, "version": reg.version}
             write_json_atomic(meta_path, meta)
         t = model.metrics["test"]
+        sel = model.selection
+        means = ", ".join(f"{c} {row['mean']:.4f}" for c, row in sel.get("table", {}).items())
         console.print(
-            f"{kind}: {model.best_iteration} trees, test cutoff {model.split.test_cutoff}: "
+            f"{kind}: {sel.get('winner')} ({model.best_iteration} trees), validation ROC-AUC over "
+            f"{len(sel.get('folds', []))} fold(s): {means}; test cutoff {model.split.test_cutoff}: "
             f"roc_auc {t['roc_auc']:.4f}, brier {t['brier']:.4f}, ece {t['ece']:.4f} "
             f"({model.fit_seconds:.1f} s) -> {folder}",
             highlight=False,
         )
+        if not model.guard_passed:
+            reasons = "; ".join(sel["guard"]["reasons"])
+            console.print(
+                f"[yellow]{kind}: NOT registered as challenger: {reasons}[/yellow]",
+                highlight=False,
+                soft_wrap=True,
+            )
+    wall = time.perf_counter() - started
+    fit = sum(m.fit_seconds for m in trained.values())
+    console.print(
+        f"train: {wall:.1f} s in all: reading {read_s:.1f} s, selection and fitting {fit:.1f} s, "
+        f"saving, MLflow logging and registration {wall - read_s - fit:.1f} s "
+        f"({100 * (wall - fit) / wall:.0f}% outside fitting)",
+        highlight=False,
+    )

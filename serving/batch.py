@@ -9,6 +9,11 @@ either the previous or the new complete version and the manifest names the hashe
 * ``summary.json`` / ``summary.png``: counts and expected value by tier, class and offer;
 * ``manifest.json``: model versions, cutoff, row counts per list and per exclusion reason, sha256 of
   each file.
+
+Both JSON files also say what the values were computed from (``value_basis``: clients per basis
+and the ``score.default_margin_rate`` used) and carry ``warnings``: a list that came out empty, or
+a population of which more than ``score.max_unlisted_share`` was left out, with the counts by
+exclusion reason (:func:`list_warnings`).
 """
 
 from __future__ import annotations
@@ -26,12 +31,19 @@ import pandas as pd
 
 from models.io import write_atomic, write_bytes_atomic, write_text_atomic
 from serving.campaigns import PREVENTION, WINBACK
+from serving.config import ScoreParams
 from serving.core import Scorer
+from serving.value import VALUE_BASES
 
 log = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.parquet"
 LIST_FILES = {PREVENTION: "prevention.csv", WINBACK: "winback.csv"}
+#: The population each list is drawn from (the model kind of its rows), in words for the warnings.
+POPULATIONS = {
+    PREVENTION: ("churn", "churn clients (new, active)"),
+    WINBACK: ("winback", "win-back clients (lapsed)"),
+}
 SUMMARY_FILE = "summary.json"
 CHART_FILE = "summary.png"
 MANIFEST_FILE = "manifest.json"
@@ -122,8 +134,89 @@ def _group(part: pd.DataFrame, column: str) -> dict[str, dict[str, float]]:
     }
 
 
-def summarize_campaigns(scores: pd.DataFrame) -> dict[str, Any]:
-    """Counts and expected value (sum of priorities, company currency) by tier, class and offer."""
+def value_basis_of(scores: pd.DataFrame, scorer: Scorer) -> np.ndarray:
+    """The plan's value basis ("margin" | "revenue" | "none") of each row of ``scores``, by client id."""
+    snap = scorer.snapshot
+    rows = pd.Index(snap.client_ids).get_indexer(scores["client_id"].astype(str).to_numpy(dtype=object))
+    if (rows < 0).any():
+        raise ValueError("scores hold client ids that are not in the scorer's feature snapshot")
+    return np.asarray(snap.plan.value_basis[rows], dtype=object)
+
+
+def summarize_value_basis(
+    scores: pd.DataFrame, value_basis: np.ndarray, params: ScoreParams
+) -> dict[str, Any]:
+    """What the values were computed from: clients per basis, overall and on each list, and the rate.
+
+    ``value_basis`` is aligned with the rows of ``scores``; "revenue" means amount_total x
+    ``default_margin_rate`` (reported as ``default_margin_rate``; None: revenue is never used).
+    """
+    basis = np.asarray(value_basis, dtype=object)
+
+    def counts(mask: np.ndarray) -> dict[str, int]:
+        return {b: int(((basis == b) & mask).sum()) for b in VALUE_BASES}
+
+    campaign = scores["campaign"].to_numpy(dtype=object)
+    return {
+        "default_margin_rate": params.default_margin_rate,
+        "clients": counts(np.ones(len(scores), dtype=bool)),
+        "listed": {c: counts(campaign == c) for c in (PREVENTION, WINBACK)},
+    }
+
+
+def list_warnings(scores: pd.DataFrame, params: ScoreParams) -> list[dict[str, Any]]:
+    """Warnings for lists that came out empty or leave out most of their population.
+
+    A list's population is the clients its model applies to (churn: new and active; win-back:
+    lapsed). A warning is raised when the list is empty, or when more than
+    ``params.max_unlisted_share`` of its population is not on it; it carries the counts and the
+    not-listed clients by exclusion reason, and a one-line message for the console.
+    """
+    out: list[dict[str, Any]] = []
+    for campaign, (kind, who) in POPULATIONS.items():
+        population = (scores["model"] == kind).to_numpy()
+        listed = int((scores["campaign"] == campaign).sum())
+        n = int(population.sum())
+        left_out = n - listed
+        share = left_out / n if n else 1.0
+        if listed > 0 and share <= params.max_unlisted_share:
+            continue
+        reasons = (
+            scores.loc[population & (scores["campaign"] != campaign).to_numpy(), "excluded_reason"]
+            .value_counts()
+            .sort_values(ascending=False, kind="stable")
+        )
+        by_reason = {str(k): int(v) for k, v in reasons.items()}
+        why = ", ".join(f"{k} {v:,}" for k, v in by_reason.items()) or "no such client at the cutoff"
+        if listed == 0:
+            message = f"the {campaign} list is empty: {left_out:,} of {n:,} {who} not listed ({why})"
+        else:
+            message = (
+                f"the {campaign} list leaves out {share:.0%} of {n:,} {who}, above "
+                f"score.max_unlisted_share {params.max_unlisted_share:.0%} ({why})"
+            )
+        out.append(
+            {
+                "list": campaign,
+                "problem": "empty" if listed == 0 else "most_not_listed",
+                "population": n,
+                "listed": listed,
+                "not_listed": left_out,
+                "not_listed_share": round(share, 4),
+                "not_listed_by_reason": by_reason,
+                "message": message,
+            }
+        )
+    return out
+
+
+def summarize_campaigns(scores: pd.DataFrame, value_basis: np.ndarray, params: ScoreParams) -> dict[str, Any]:
+    """Counts and expected value (sum of priorities, company currency) by tier, class and offer.
+
+    Also who was left out and why (``not_listed``), what the values were computed from
+    (``value_basis``, see :func:`summarize_value_basis`) and the ``warnings`` of
+    :func:`list_warnings`. ``value_basis`` is aligned with the rows of ``scores``.
+    """
     summary: dict[str, Any] = {"clients_scored": len(scores)}
     for campaign in (PREVENTION, WINBACK):
         part = scores.loc[scores["campaign"] == campaign]
@@ -139,6 +232,8 @@ def summarize_campaigns(scores: pd.DataFrame) -> dict[str, Any]:
     reasons = scores.loc[scores["excluded_reason"] != "", "excluded_reason"].value_counts().sort_index()
     summary["not_listed"] = {str(k): int(v) for k, v in reasons.items()}
     summary["states"] = {str(k): int(v) for k, v in scores["state"].value_counts().sort_index().items()}
+    summary["value_basis"] = summarize_value_basis(scores, value_basis, params)
+    summary["warnings"] = list_warnings(scores, params)
     return summary
 
 
@@ -178,6 +273,8 @@ def write_outputs(
 ) -> dict[str, Any]:
     """Write every output file of a scoring run atomically, the manifest last; return the manifest.
 
+    The manifest repeats the summary's ``value_basis`` and ``warnings``.
+
     ``after_write(path)`` is called after each file is in place (progress reporting; tests use it to
     kill the process between files).
     """
@@ -200,7 +297,7 @@ def write_outputs(
     for campaign, name in LIST_FILES.items():
         frame = campaign_list(scores, campaign)
         done(name, write_atomic(out / name, _csv_writer(frame)), len(frame))
-    summary = summarize_campaigns(scores)
+    summary = summarize_campaigns(scores, value_basis_of(scores, scorer), scorer.params)
     done(SUMMARY_FILE, write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n"))
     done(CHART_FILE, write_bytes_atomic(out / CHART_FILE, render_summary_chart(summary)))
 
@@ -222,6 +319,8 @@ def write_outputs(
             }
             for c, kind in ((PREVENTION, "churn"), (WINBACK, "winback"))
         },
+        "value_basis": summary["value_basis"],
+        "warnings": summary["warnings"],
         "sha256": hashes,
     }
     write_text_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

@@ -10,8 +10,10 @@ The rules are split in two so that the API and the batch give the same answer:
 Priorities (company currency): prevention = churn probability x value; win-back = win-back
 probability x value - offer cost of the tier. A client enters a list only where the priority is
 positive and no exclusion applies. Exclusions, in the order reported: ``do_not_contact``,
-``twice_lost`` (win-back only), ``unprofitable`` (margin_total below the threshold), ``bad_payer``
-(late-payment share or overdue unpaid amount over the thresholds).
+``twice_lost`` (win-back only), ``unprofitable`` (a known margin_total below the threshold; a
+client whose margin is unknown is never unprofitable), ``unknown_value`` (no margin and no
+``score.default_margin_rate`` to value the revenue with), ``bad_payer`` (late-payment share or
+overdue unpaid amount over the thresholds).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import pandas as pd
 
 from features.contract import CHURN_STATES, WINBACK_STATES, ContractError
 from serving.config import VALUE_CLASSES, WINBACK_TIERS, ScoreParams
-from serving.value import classify_value, compute_value
+from serving.value import MARGIN, NO_BASIS, REVENUE, classify_value, compute_value
 
 PREVENTION = "prevention"
 WINBACK = "winback"
 NO_CAMPAIGN = "none"
 NON_POSITIVE_PRIORITY = "non_positive_priority"
-EXCLUSION_REASONS = ("do_not_contact", "twice_lost", "unprofitable", "bad_payer")
+UNKNOWN_VALUE = "unknown_value"
+EXCLUSION_REASONS = ("do_not_contact", "twice_lost", "unprofitable", UNKNOWN_VALUE, "bad_payer")
 
 #: Columns of the feature table the rules read.
 PLAN_COLUMNS = (
@@ -44,6 +47,7 @@ PLAN_COLUMNS = (
     "recency_days",
     "days_since_first_order",
     "margin_total",
+    "amount_total",
     "twice_lost",
     "late_payment_share",
     "overdue_unpaid_amount",
@@ -59,10 +63,12 @@ class CampaignPlan:
 
     ``model_kind`` is "churn" for new and active clients, "winback" for lapsed ones and "" for
     lost clients and clients without a completed order (no model applies). Strings that do not
-    apply are "" (reasons, tier) or None (manager ids).
+    apply are "" (reasons, tier) or None (manager ids). ``value_basis`` says what each value was
+    computed from: "margin", "revenue" (amount_total x score.default_margin_rate) or "none".
     """
 
     value: np.ndarray
+    value_basis: np.ndarray
     value_class: np.ndarray
     model_kind: np.ndarray
     tier: np.ndarray
@@ -154,12 +160,15 @@ def plan_campaigns(frame: pd.DataFrame, params: ScoreParams) -> CampaignPlan:
     winback_rows = np.isin(state, WINBACK_STATES)
     model_kind = np.where(churn_rows, "churn", np.where(winback_rows, "winback", "")).astype(object)
 
-    value = compute_value(
-        _number(frame, "margin_total"),
+    margin = _number(frame, "margin_total")
+    valued = compute_value(
+        margin,
+        _number(frame, "amount_total"),
         _number(frame, "days_since_first_order"),
         _number(frame, "recency_days"),
         params,
     )
+    value = valued.value
     value_class = classify_value(value, frame["client_id"].to_numpy(), params)
 
     tier = np.where(winback_rows, state, "").astype(object)
@@ -176,11 +185,12 @@ def plan_campaigns(frame: pd.DataFrame, params: ScoreParams) -> CampaignPlan:
 
     late_share = np.nan_to_num(_number(frame, "late_payment_share"), nan=0.0)
     overdue = np.nan_to_num(_number(frame, "overdue_unpaid_amount"), nan=0.0)
-    margin = _number(frame, "margin_total")
     rules = (
         ("do_not_contact", _flag(frame, "do_not_contact")),
         ("twice_lost", _flag(frame, "twice_lost") & winback_rows),
-        ("unprofitable", np.nan_to_num(margin, nan=0.0) < params.unprofitable_margin_below),
+        # a NaN margin compares False: a client whose margin is unknown is never unprofitable
+        ("unprofitable", (valued.basis == MARGIN) & (margin < params.unprofitable_margin_below)),
+        (UNKNOWN_VALUE, valued.basis == NO_BASIS),
         (
             "bad_payer",
             (late_share > params.bad_payer_late_share) | (overdue > params.bad_payer_overdue_amount),
@@ -212,6 +222,7 @@ def plan_campaigns(frame: pd.DataFrame, params: ScoreParams) -> CampaignPlan:
 
     return CampaignPlan(
         value=value,
+        value_basis=valued.basis,
         value_class=value_class,
         model_kind=model_kind,
         tier=tier,
@@ -223,6 +234,44 @@ def plan_campaigns(frame: pd.DataFrame, params: ScoreParams) -> CampaignPlan:
         open_severe_complaint=severe,
         avoid_manager_id=avoid.astype(object),
         suggested_manager_id=suggested.astype(object),
+    )
+
+
+class NoValueError(ValueError):
+    """No client a campaign could address has a usable value; the message names what is missing."""
+
+
+def require_usable_value(plan: CampaignPlan, params: ScoreParams) -> None:
+    """Refuse a plan in which no churn or win-back client has a positive value.
+
+    Priorities are probability x value, so such a plan can only give empty lists; the batch stage
+    calls this before writing anything, so empty files are never presented as a result. Raises
+    :class:`NoValueError` with a one-line message naming the missing column or parameter. A
+    feature table with no churn or win-back client at all passes (there is nothing to value; the
+    batch reports the empty lists).
+    """
+    rows = plan.model_kind != ""
+    n = int(rows.sum())
+    if n == 0 or bool((plan.value[rows] > 0).any()):
+        return
+    basis = plan.value_basis[rows]
+    on_margin, on_revenue = int((basis == MARGIN).sum()), int((basis == REVENUE).sum())
+    who = f"{n:,} churn and win-back clients"
+    if on_margin + on_revenue == 0:
+        if params.default_margin_rate is None:
+            raise NoValueError(
+                f"no usable client value: 'margin_total' is null for all {who} (the export has no "
+                "order margin) and score.default_margin_rate is null; set score.default_margin_rate "
+                "to your gross margin share of revenue, or export orders.margin"
+            )
+        raise NoValueError(
+            f"no usable client value: both 'margin_total' and 'amount_total' are null for all {who}; "
+            "export orders.amount or orders.margin"
+        )
+    raise NoValueError(
+        f"no usable client value: none of the {who} has a positive value ({on_margin:,} valued on "
+        f"'margin_total', {on_revenue:,} on 'amount_total' x score.default_margin_rate "
+        f"{params.default_margin_rate}); check orders.margin and orders.amount in the export"
     )
 
 

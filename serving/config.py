@@ -51,7 +51,11 @@ class ScoreParams(BaseModel):
     Value (company currency) = yearly margin x sum over years t = 1..horizon_years of
     retention_rate^(t-1) / (1 + discount_rate)^t, with yearly margin = margin_total divided by the
     client's observed active span in years (first to last completed order, at least
-    ``min_active_span_days``). See docs/serving.md.
+    ``min_active_span_days``). Where a client's margin_total is null (many exports carry no
+    margin), amount_total x ``default_margin_rate`` stands in for it: an assumed gross margin share
+    (a business input, not fitted; set your own), None to refuse revenue-based values. A list that
+    comes out empty, or a population (churn rows, win-back rows) of which more than
+    ``max_unlisted_share`` is left out, is reported as a warning. See docs/serving.md.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +65,9 @@ class ScoreParams(BaseModel):
     retention_rate: float = Field(default=0.6, gt=0.0, le=1.0)
     discount_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
     min_active_span_days: float = Field(default=180.0, gt=0.0)
+    # Share of revenue that is margin, used where margin_total is null; None: no value without margin.
+    default_margin_rate: float | None = Field(default=0.3, gt=0.0, le=1.0)
+    max_unlisted_share: float = Field(default=0.8, gt=0.0, le=1.0)  # warn above this share left out
     class_a_value_share: float = Field(default=0.80, gt=0.0, lt=1.0)
     class_b_value_share: float = Field(default=0.15, gt=0.0, lt=1.0)
     bad_payer_late_share: float = Field(default=0.5, gt=0.0, le=1.0)

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from models.config import BoosterParams, TrainParams
+from models.config import BoosterParams, SearchParams, TrainParams
 from models.train import TrainedModel, fit_all, save_trained_model
 from serving.config import ApiSettings, ScoreParams
 from tests.api.sample import make_features, write_features
@@ -67,7 +67,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     features = make_features(1200, seed=3)
     path = write_features(root / "features" / "features.parquet", features)
     booster = BoosterParams(num_boost_round=60, min_data_in_leaf=20, early_stopping_rounds=15, num_leaves=15)
-    params = TrainParams(num_threads=1, churn=booster, winback=booster, register_models=False)
+    params = TrainParams(
+        num_threads=1, churn=booster, winback=booster, register_models=False, search=SearchParams(trials=0)
+    )
     models: dict[str, TrainedModel] = {
         str(kind): tm for kind, tm in fit_all(features, params, horizon_days=100).items()
     }

@@ -44,6 +44,7 @@ def test_every_stage_on_a_small_sample(tmp_path: Path) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["generate"]["clients"] = CLIENTS
     params["train"]["num_threads"] = 1
+    params["train"]["search"] = {"trials": 3, "seconds": 30}  # the search runs, within a small budget
     params["evaluate"]["bootstrap"] = 50
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {
@@ -78,8 +79,12 @@ def test_every_stage_on_a_small_sample(tmp_path: Path) -> None:
 
     for kind in ("churn", "winback"):
         folder = tmp_path / "data/models" / kind
-        for name in ("booster.txt", "calibration.json", "feature_names.json", "split.json"):
+        for name in ("booster.txt", "calibration.json", "feature_names.json", "split.json", "selection.json"):
             assert (folder / name).is_file(), f"{kind}/{name}"
+        selection = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
+        # the search ran within its budget (3 trials, 30 s), on every fold
+        assert 1 <= selection["search"]["trials"] <= 3 and selection["guard"]["passed"]
+        assert len(selection["table"]["lightgbm"]["folds"]) == len(selection["folds"]) >= 1
         assert (
             (tmp_path / f"data/reports/model_card_{kind}.md")
             .read_text(encoding="utf-8")
@@ -89,11 +94,21 @@ def test_every_stage_on_a_small_sample(tmp_path: Path) -> None:
 
     metrics = json.loads((tmp_path / "data/reports/metrics.json").read_text(encoding="utf-8"))
     for kind in ("churn", "winback"):
-        assert set(metrics[kind]) == {"model", "recency", "logistic_rfm", "oracle", "oracle_clairvoyant"}
+        assert set(metrics[kind]) == {
+            "model",
+            "recency",
+            "logistic_rfm",
+            "bgnbd",
+            "oracle",
+            "oracle_clairvoyant",
+        }
         for forecast in metrics[kind].values():
             assert set(forecast) == {"roc_auc", "pr_auc", "brier", "ece", "lift_10", "capture_10"}
         # a learned model ranks clearly better than chance on held-out time
         assert metrics[kind]["model"]["roc_auc"] > 0.6
+    predictions = pd.read_parquet(tmp_path / "data/reports/predictions.parquet")
+    assert list(predictions.columns[:5]) == ["client_id", "cutoff_at", "task", "probability", "label"]
+    assert set(predictions["task"]) == {"churn", "winback"}
     details = json.loads((tmp_path / "data/reports/details.json").read_text(encoding="utf-8"))
     assert set(details["churn"]["segments"]) == {"new", "established"}
     assert set(details["winback"]["segments"]) == {"lapsed_90", "lapsed_180", "lapsed_360"}

@@ -1,5 +1,6 @@
 """`comeback score` end to end on a sample, and atomic outputs: a run killed midway (SIGKILL)
-leaves every output file readable and whole (the previous version or the new one)."""
+leaves every output file readable and whole (the previous version or the new one). An export
+without margin is valued on revenue and still gets lists; one with no usable value writes nothing."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from models.config import BoosterParams, TrainParams
+from models.config import BoosterParams, SearchParams, TrainParams
 from models.io import sha256_file
 from models.train import fit_all, save_trained_model
 from tests.api.sample import make_features, write_features
@@ -30,24 +33,27 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     features = make_features(900, seed=11)
     write_features(root / "features.parquet", features)
     booster = BoosterParams(num_boost_round=40, min_data_in_leaf=20, early_stopping_rounds=10, num_leaves=15)
-    models = fit_all(features, TrainParams(num_threads=1, churn=booster, winback=booster), horizon_days=100)
+    params = TrainParams(num_threads=1, churn=booster, winback=booster, search=SearchParams(trials=0))
+    models = fit_all(features, params, horizon_days=100)
     for kind, tm in models.items():
         save_trained_model(tm, root / "models" / kind)
     return root
 
 
-def run_score(workdir: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COMEBACK_API_KEYS": SECRET, "OMP_NUM_THREADS": "1"}
+def run_score(
+    workdir: Path, out: Path, *, features: str = "features.parquet", params: Path = ROOT / "params.yaml"
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COMEBACK_API_KEYS": SECRET, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     return subprocess.run(
         [
             COMEBACK,
             "score",
             "--features",
-            str(workdir / "features.parquet"),
+            str(workdir / features),
             "--out",
             str(out),
             "--params",
-            str(ROOT / "params.yaml"),
+            str(params),
             "--models-dir",
             str(workdir / "models"),
         ],
@@ -98,6 +104,13 @@ def test_score_writes_crm_ready_files_and_a_true_manifest(workdir: Path) -> None
     assert manifest["rows"]["scores.parquet"] == len(scores) == 900
     assert manifest["models"]["churn"]["version"] == "local"
     assert manifest["cutoff_at"].startswith("2025-01-01")
+    with_order = int((scores["state"] != "no_order").sum())
+    assert manifest["value_basis"]["clients"] == {
+        "margin": with_order,
+        "revenue": 0,
+        "none": 900 - with_order,
+    }
+    assert manifest["warnings"] == []  # both lists hold most of their clients
     for campaign in ("prevention", "winback"):
         lst = pd.read_csv(out / f"{campaign}.csv", encoding="utf-8", keep_default_na=False)
         assert len(lst) == manifest["lists"][campaign] == (scores["campaign"] == campaign).sum() > 0
@@ -187,3 +200,80 @@ def test_kill_while_writing_a_file_leaves_the_previous_one(workdir: Path) -> Non
     check_whole(out)
     for name in OUTPUTS[:-1]:
         assert sha256_file(out / name) == before["sha256"][name]
+
+
+MARGIN_COLUMNS = ("margin_30d", "margin_90d", "margin_180d", "margin_365d", "margin_total")
+
+
+def without_margin(workdir: Path) -> str:
+    """The sample feature table as an export without order margins makes it (margins all null)."""
+    name = "features_no_margin.parquet"
+    if not (workdir / name).exists():
+        table = pd.read_parquet(workdir / "features.parquet")
+        table[list(MARGIN_COLUMNS)] = np.nan
+        table.to_parquet(workdir / name, index=False)
+    return name
+
+
+def params_with(workdir: Path, name: str, **score: object) -> Path:
+    """params.yaml with ``score`` keys overridden, written to ``workdir / name``."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["score"].update(score)
+    path = workdir / name
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    return path
+
+
+def test_an_export_without_margin_gets_lists_valued_on_revenue(workdir: Path) -> None:
+    out = workdir / "out-no-margin"
+    # A low max_unlisted_share: the exclusions of the sample (do_not_contact, bad_payer, ...) leave
+    # out more than 1% of both populations, so both lists warn while neither is empty.
+    params = params_with(workdir, "params-warn.yaml", max_unlisted_share=0.01)
+    done = run_score(workdir, out, features=without_margin(workdir), params=params)
+    assert done.returncode == 0, done.stderr
+    check_whole(out)
+    scores = pd.read_parquet(out / "scores.parquet")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    with_order = int((scores["state"] != "no_order").sum())
+    basis = summary["value_basis"]
+    assert basis == manifest["value_basis"]
+    assert basis["default_margin_rate"] == 0.3
+    assert basis["clients"] == {"margin": 0, "revenue": with_order, "none": len(scores) - with_order}
+    for campaign in ("prevention", "winback"):
+        listed = manifest["lists"][campaign]
+        assert listed > 0
+        assert basis["listed"][campaign] == {"margin": 0, "revenue": listed, "none": 0}
+    assert f"{with_order:,} on revenue x score.default_margin_rate 0.3" in done.stdout
+    # Value is revenue x 0.3 over the active span x the retention multiplier (1/1.1 + 0.6/1.21).
+    table = pd.read_parquet(workdir / "features.parquet")
+    table = table.loc[table["cutoff_at"] == table["cutoff_at"].max()].set_index("client_id")
+    one = scores.loc[scores["campaign"] == "prevention"].iloc[0]
+    row = table.loc[one["client_id"]]
+    span = max(row["days_since_first_order"] - row["recency_days"], 180.0) / 365.25
+    assert one["value"] == pytest.approx(row["amount_total"] * 0.3 / span * (1 / 1.1 + 0.6 / 1.21))
+    # The warnings: on the console, in summary.json and in manifest.json, counts by reason.
+    assert summary["warnings"] == manifest["warnings"]
+    assert [w["list"] for w in summary["warnings"]] == ["prevention", "winback"]
+    for warning in summary["warnings"]:
+        kind = "churn" if warning["list"] == "prevention" else "winback"
+        left_out = scores.loc[(scores["model"] == kind) & (scores["campaign"] == "none")]
+        assert warning["problem"] == "most_not_listed"
+        assert warning["not_listed"] == len(left_out) > 0
+        assert warning["not_listed_by_reason"] == left_out["excluded_reason"].value_counts().to_dict()
+        assert f"WARNING: {warning['message']}" in done.stdout
+    assert "unprofitable" not in scores["excluded_reason"].to_numpy()  # no margin: never unprofitable
+
+
+def test_no_usable_value_exits_1_and_leaves_the_previous_outputs(workdir: Path) -> None:
+    out = workdir / "out-no-value"
+    write_in_process(workdir, out)
+    before = {p.name: sha256_file(p) for p in out.iterdir()}
+    params = params_with(workdir, "params-no-rate.yaml", default_margin_rate=None)
+    done = run_score(workdir, out, features=without_margin(workdir), params=params)
+    assert done.returncode == 1
+    message = [line for line in done.stdout.splitlines() if line.startswith("score:")]
+    assert len(message) == 1, done.stdout
+    assert "'margin_total' is null" in message[0] and "score.default_margin_rate is null" in message[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert {p.name: sha256_file(p) for p in out.iterdir()} == before

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from models.config import BoosterParams, TrainParams
+from models.config import BoosterParams, SearchParams, TrainParams
 from models.train import TrainedModel, fit_model
 from tests.model.fabricate import fabricate_features
 
@@ -20,6 +20,7 @@ def small_params(**overrides: object) -> TrainParams:
     booster = BoosterParams(
         learning_rate=0.1, num_boost_round=200, early_stopping_rounds=20, min_data_in_leaf=50
     )
+    overrides.setdefault("search", SearchParams(trials=0))  # the configured booster, no search
     return TrainParams(num_threads=1, churn=booster, winback=booster, **overrides)  # type: ignore[arg-type]
 
 
@@ -83,4 +84,5 @@ def sample_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_churn_model(sample_features: pd.DataFrame) -> TrainedModel:
     """A churn model trained on the sample (defaults except one thread)."""
-    return fit_model(sample_features, "churn", TrainParams(num_threads=1), horizon_days=HORIZON_DAYS)
+    params = TrainParams(num_threads=1, search=SearchParams(trials=0))
+    return fit_model(sample_features, "churn", params, horizon_days=HORIZON_DAYS)

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from models.config import EvaluateParams
+from models.dataset import frames_for_split
 from models.evaluate import HEADLINE, evaluate_kind
 from models.model_card import render_model_card
 from models.plots import write_plots
 from models.scorer import tracking_uri_from_env
 from models.train import TrainedModel
-from tests.model.conftest import HORIZON_DAYS
 
 
 def test_evaluation_scores_model_baselines_and_oracle(
@@ -25,11 +25,35 @@ def test_evaluation_scores_model_baselines_and_oracle(
         features,
         churn_model.model,
         EvaluateParams(bootstrap=50),
-        horizon_days=HORIZON_DAYS,
+        split=churn_model.split,
         truth=truth,
         importance=churn_model.importance,
     )
-    assert set(result.metrics) == {"model", "recency", "logistic_rfm", "oracle", "oracle_clairvoyant"}
+    assert {"model", "recency", "logistic_rfm", "oracle", "oracle_clairvoyant"} <= set(result.metrics)
+    assert set(result.metrics) - {"model", "oracle", "oracle_clairvoyant"} <= {
+        "recency",
+        "logistic_rfm",
+        "bgnbd",
+    }
+    # the paired difference against the best baseline on this cutoff
+    best = result.details["best_baseline"]
+    assert result.details["forecasts"][best]["roc_auc"] == max(
+        result.details["forecasts"][b]["roc_auc"] for b in result.details["model_minus_baseline"]
+    )
+    assert result.details["model_minus_best_baseline"] == result.details["model_minus_baseline"][best]
+    # per-client test predictions for re-scoring elsewhere
+    pred = result.predictions
+    assert pred is not None and list(pred.columns[:5]) == [
+        "client_id",
+        "cutoff_at",
+        "task",
+        "probability",
+        "label",
+    ]
+    assert len(pred) == churn_model.split.test_rows and set(pred["task"]) == {"churn"}
+    assert pred["probability"].to_numpy() == pytest.approx(
+        churn_model.model.predict_probability(churn_model_test(churn_model, features))
+    )
     for forecast in result.metrics.values():
         assert set(forecast) == set(HEADLINE)
     model = result.details["forecasts"]["model"]
@@ -68,9 +92,19 @@ def test_evaluation_scores_model_baselines_and_oracle(
         details=result.details,
         importance=churn_model.importance,
         calibration="platt",
+        selection=churn_model.selection,
     )
     assert str(churn_model.split.test_cutoff) in card and "logistic_rfm" in card
+    # the selection table: every candidate with its validation score per fold, and the winner
+    assert "## Model selection" in card and f"| {churn_model.selection['winner']} **(selected)** |" in card
+    for fold in churn_model.selection["folds"]:
+        assert fold["valid_cutoff"] in card
     assert "- vs oracle (observable oracle" in card and "- vs oracle_clairvoyant (clairvoyant" in card
+
+
+def churn_model_test(model: TrainedModel, features: pd.DataFrame) -> pd.DataFrame:
+    """The test rows of the model's own split."""
+    return frames_for_split(features, model.split).test
 
 
 def test_truth_without_observable_columns_scores_only_the_clairvoyant_oracle(
@@ -81,9 +115,9 @@ def test_truth_without_observable_columns_scores_only_the_clairvoyant_oracle(
     old = truth.drop(columns=["churn_probability_observable", "winback_probability_observable"])
     with caplog.at_level("WARNING", logger="models.evaluate"):
         result = evaluate_kind(
-            features, churn_model.model, EvaluateParams(bootstrap=20), horizon_days=HORIZON_DAYS, truth=old
+            features, churn_model.model, EvaluateParams(bootstrap=20), split=churn_model.split, truth=old
         )
-    assert set(result.metrics) == {"model", "recency", "logistic_rfm", "oracle_clairvoyant"}
+    assert "oracle_clairvoyant" in result.metrics and "oracle" not in result.metrics
     assert "model_minus_oracle" not in result.details
     assert "churn_probability_observable" in caplog.text
 

@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.contract import ContractError
-from serving.batch import campaign_list
+from serving.batch import campaign_list, list_warnings, summarize_value_basis
 from serving.campaigns import (
     PLAN_COLUMNS,
+    NoValueError,
     assign_campaign_one,
     assign_campaigns,
     plan_campaigns,
+    require_usable_value,
     suggest_managers,
 )
 from serving.config import ScoreParams
@@ -38,6 +40,7 @@ def client(**overrides: object) -> dict[str, object]:
         "recency_days": 20.0,
         "days_since_first_order": 400.0,
         "margin_total": 1000.0,
+        "amount_total": 4000.0,
         "twice_lost": 0.0,
         "late_payment_share": 0.0,
         "overdue_unpaid_amount": 0.0,
@@ -55,18 +58,134 @@ def frame(*rows: dict[str, object]) -> pd.DataFrame:
 
 def test_value_formula_by_hand() -> None:
     # span = 730 - 0 days = 2 years -> yearly margin 500.34; multiplier 1/1.1 + 0.6/1.21 = 1.404959
-    value = compute_value(np.array([1000.0]), np.array([730.0]), np.array([0.0]), PARAMS)
+    valued = compute_value(np.array([1000.0]), np.array([4000.0]), np.array([730.0]), np.array([0.0]), PARAMS)
     assert value_multiplier(PARAMS) == pytest.approx(1 / 1.1 + 0.6 / 1.21)
-    assert value[0] == pytest.approx(1000 / (730 / 365.25) * (1 / 1.1 + 0.6 / 1.21))
+    assert valued.value[0] == pytest.approx(1000 / (730 / 365.25) * (1 / 1.1 + 0.6 / 1.21))
+    assert valued.basis.tolist() == ["margin"]
 
 
 def test_value_floors_the_span_and_is_zero_without_orders() -> None:
     # One order 10 days ago: span floored at 180 days, not 0.
-    value = compute_value(
-        np.array([100.0, math.nan]), np.array([10.0, math.nan]), np.array([10.0, math.nan]), PARAMS
+    valued = compute_value(
+        np.array([100.0, 0.0]),
+        np.array([400.0, 0.0]),
+        np.array([10.0, math.nan]),
+        np.array([10.0, math.nan]),
+        PARAMS,
     )
-    assert value[0] == pytest.approx(100 / (180 / 365.25) * value_multiplier(PARAMS))
-    assert value[1] == 0.0
+    assert valued.value[0] == pytest.approx(100 / (180 / 365.25) * value_multiplier(PARAMS))
+    assert valued.value[1] == 0.0
+    assert valued.basis.tolist() == ["margin", "none"]
+
+
+def test_value_falls_back_to_revenue_times_the_default_margin_rate() -> None:
+    # Margin unknown: 4000 revenue x 0.3 = 1200 over a 730-day span; known margins keep their basis,
+    # and a client without a completed order has none whatever its totals say.
+    valued = compute_value(
+        np.array([math.nan, 500.0, 0.0]),
+        np.array([4000.0, 4000.0, 0.0]),
+        np.array([730.0, 730.0, math.nan]),
+        np.array([0.0, 0.0, math.nan]),
+        PARAMS,
+    )
+    assert valued.basis.tolist() == ["revenue", "margin", "none"]
+    assert valued.value[0] == pytest.approx(4000 * 0.3 / (730 / 365.25) * value_multiplier(PARAMS))
+    assert valued.value[1] == pytest.approx(500 / (730 / 365.25) * value_multiplier(PARAMS))
+    assert valued.value[2] == 0.0
+
+
+def test_no_default_margin_rate_means_no_value_without_margin() -> None:
+    refuse = ScoreParams(default_margin_rate=None)
+    valued = compute_value(
+        np.array([math.nan]), np.array([4000.0]), np.array([730.0]), np.array([0.0]), refuse
+    )
+    assert valued.basis.tolist() == ["none"] and valued.value.tolist() == [0.0]
+    plan = plan_campaigns(frame(client(margin_total=math.nan), client(state="lapsed_90")), refuse)
+    assert plan.value_basis.tolist() == ["none", "margin"]
+    assert plan.excluded_reason.tolist() == ["unknown_value", ""]
+
+
+def test_clients_without_margin_get_a_value_and_reach_the_lists() -> None:
+    rows = frame(client(margin_total=math.nan), client(state="lapsed_90", margin_total=math.nan))
+    plan = plan_campaigns(rows, PARAMS)
+    assert plan.value_basis.tolist() == ["revenue", "revenue"]
+    # span 380 days; value = 4000 x 0.3 / (380 / 365.25) x 1.405
+    assert plan.value[0] == pytest.approx(1200 / (380 / 365.25) * value_multiplier(PARAMS))
+    _, campaign, excluded = assign_campaigns(plan, np.arange(2), np.array([0.4, 0.4]))
+    assert campaign.tolist() == ["prevention", "winback"]
+    assert excluded.tolist() == ["", ""]
+
+
+def test_unknown_margin_is_never_unprofitable() -> None:
+    strict = ScoreParams(unprofitable_margin_below=50.0)
+    plan = plan_campaigns(frame(client(margin_total=math.nan), client(margin_total=20.0)), strict)
+    assert plan.excluded_reason.tolist() == ["", "unprofitable"]
+
+
+def test_no_usable_value_names_the_missing_column_and_parameter() -> None:
+    no_margin = frame(client(margin_total=math.nan), client(state="lapsed_180", margin_total=math.nan))
+    refuse = ScoreParams(default_margin_rate=None)
+    with pytest.raises(
+        NoValueError, match=r"'margin_total' is null for all 2 .*score\.default_margin_rate is null"
+    ):
+        require_usable_value(plan_campaigns(no_margin, refuse), refuse)
+    require_usable_value(plan_campaigns(no_margin, PARAMS), PARAMS)  # valued on revenue: fine
+    losing = frame(client(margin_total=-10.0), client(margin_total=0.0), client(state="lost"))
+    with pytest.raises(NoValueError, match=r"none of the 2 churn and win-back clients has a positive value"):
+        require_usable_value(plan_campaigns(losing, PARAMS), PARAMS)
+    # Nobody to address at all: nothing to value, the batch reports the empty lists instead.
+    require_usable_value(plan_campaigns(frame(client(state="lost")), PARAMS), PARAMS)
+
+
+def scored(model: list[str], campaign: list[str], excluded: list[str]) -> pd.DataFrame:
+    """A minimal scores frame: what the warnings and the basis summary read."""
+    return pd.DataFrame({"model": model, "campaign": campaign, "excluded_reason": excluded})
+
+
+def test_an_empty_list_and_a_mostly_unlisted_population_are_warned_about() -> None:
+    # prevention: 3 churn clients, none listed; win-back: 9 of 10 left out (90% > 80%).
+    scores = scored(
+        ["churn"] * 3 + ["winback"] * 10 + [""],
+        ["none"] * 3 + ["winback"] + ["none"] * 9 + ["none"],
+        ["non_positive_priority", "non_positive_priority", "do_not_contact", ""]
+        + ["twice_lost"] * 2
+        + ["non_positive_priority"] * 7
+        + [""],
+    )
+    warnings = list_warnings(scores, PARAMS)
+    assert [(w["list"], w["problem"]) for w in warnings] == [
+        ("prevention", "empty"),
+        ("winback", "most_not_listed"),
+    ]
+    assert warnings[0]["not_listed_by_reason"] == {"non_positive_priority": 2, "do_not_contact": 1}
+    assert (warnings[0]["population"], warnings[0]["listed"], warnings[0]["not_listed"]) == (3, 0, 3)
+    assert warnings[1]["not_listed_share"] == 0.9
+    assert warnings[1]["not_listed_by_reason"] == {"non_positive_priority": 7, "twice_lost": 2}
+    assert "prevention list is empty: 3 of 3" in warnings[0]["message"]
+    assert "non_positive_priority 2, do_not_contact 1" in warnings[0]["message"]
+    assert "leaves out 90%" in warnings[1]["message"]
+    # At or below the share, a non-empty list is quiet.
+    assert list_warnings(scores, ScoreParams(max_unlisted_share=0.9))[1:] == []
+
+
+def test_a_list_without_any_population_is_still_reported_empty() -> None:
+    warnings = list_warnings(scored(["churn"], ["prevention"], [""]), PARAMS)
+    assert [(w["list"], w["population"]) for w in warnings] == [("winback", 0)]
+    assert "no such client at the cutoff" in warnings[0]["message"]
+
+
+def test_value_basis_is_counted_overall_and_per_list() -> None:
+    scores = scored(["churn", "churn", "winback", ""], ["prevention", "none", "winback", "none"], [""] * 4)
+    basis = np.array(["revenue", "margin", "revenue", "none"], dtype=object)
+    summary = summarize_value_basis(scores, basis, PARAMS)
+    assert summary == {
+        "default_margin_rate": 0.3,
+        "clients": {"margin": 1, "revenue": 2, "none": 1},
+        "listed": {
+            "prevention": {"margin": 0, "revenue": 1, "none": 0},
+            "winback": {"margin": 0, "revenue": 1, "none": 0},
+        },
+    }
 
 
 def test_value_classes_by_share_of_total_value() -> None:
@@ -249,6 +368,11 @@ def test_params_reject_typos_and_non_escalating_offers() -> None:
         ScoreParams.model_validate({"winback_offers": offers})
     with pytest.raises(ValidationError, match="below 1"):
         ScoreParams.model_validate({"class_a_value_share": 0.9, "class_b_value_share": 0.2})
+    assert ScoreParams.model_validate({"default_margin_rate": None}).default_margin_rate is None
+    with pytest.raises(ValidationError, match="default_margin_rate"):
+        ScoreParams.model_validate({"default_margin_rate": 0.0})
+    with pytest.raises(ValidationError, match="max_unlisted_share"):
+        ScoreParams.model_validate({"max_unlisted_share": 1.5})
 
 
 STATES = ["new", "active", "lapsed_90", "lapsed_180", "lapsed_360", "lost", "no_order"]
@@ -259,7 +383,7 @@ STATES = ["new", "active", "lapsed_90", "lapsed_180", "lapsed_360", "lost", "no_
     st.lists(
         st.tuples(
             st.sampled_from(STATES),
-            st.floats(-500, 5000),  # margin_total: negative ones are unprofitable
+            st.one_of(st.floats(-500, 5000), st.just(math.nan)),  # margin_total (NaN: unknown)
             st.booleans(),  # do_not_contact
             st.booleans(),  # twice_lost
             st.floats(0, 1),  # late_payment_share: bad payers over the threshold
