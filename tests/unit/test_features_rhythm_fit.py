@@ -147,13 +147,13 @@ SAMPLE_CUTOFF = dt.date(2024, 9, 23)  # the default test cutoff: 2025-01-01 - 10
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default sample's clients and orders (20k clients, seed 7), without the ground truth."""
+    """The sample generator's clients and orders (10k clients, seed 7), without the ground truth."""
     from pipeline.generate import generate_export
     from pipeline.synthetic import GenerateParams, TruthSpec
 
     out = tmp_path_factory.mktemp("rhythm_sample")
     generate_export(
-        GenerateParams(clients=20_000, seed=7, format="parquet"), TruthSpec(cutoffs=()), out, workers=1
+        GenerateParams(clients=10_000, seed=7, format="parquet"), TruthSpec(cutoffs=()), out, workers=1
     )
     return out
 
@@ -166,23 +166,26 @@ def test_fit_on_the_sample_generator_is_near_its_values(sample: Path) -> None:
     (about 40% do), which the model reads as an alive client with a long gap; complaints add
     hazard for days at a time; its hazards vary by client (lognormal, sd 0.6 in log). So each
     fitted constant is compared with the generator value it estimates, within a tolerance that
-    covers those differences (the fitted values on this sample, seed 7, in brackets):
+    covers those differences (fitted / generator value in brackets, on this sample and on the
+    default 20k-client one):
 
     * the mean order rate a / b against the mean latent rate of the clients (0.0314 per day),
-      within 20% [0.0268: lower, as returns and the one-order-a-day cap make buying look slower];
+      within 20% [0.85, 0.85: lower, as returns and the one-order-a-day cap make buying look
+      slower];
     * the dormancy hazard against the generator's base hazard, its mean 1/800 per day, within 35%
-      [0.00144: complaints add hazard, returns and the survivors' lower hazards take some away];
+      [1.18, 1.15: complaints add hazard, returns and the survivors' lower hazards take some away];
     * the onboarding hazard against the generator's onboarding drop-out for good: the share of
       clients who went dormant within 100 days and never came back (clients of 2022, whose
-      returns are observed), as a constant hazard, within 25% [0.0028 against 0.0030]; the gross
-      drop-out (``generate.onboarding_dropout`` 0.40, 0.0051 per day) counts the temporary ones.
+      returns are observed), as a constant hazard (0.0030 per day), within 25% [0.99, 0.94]; the
+      gross drop-out (``generate.onboarding_dropout`` 0.40, 0.0051 per day) counts the temporary
+      ones too.
     """
     frames = {
         name: pd.read_parquet(sample / f"{name}.parquet") for name in ("clients", "orders", "complaints")
     }
     params = FeatureParams(cutoffs=[SAMPLE_CUTOFF])
     fit = fit_rhythm_constants(tables_from_frames(frames), [SAMPLE_CUTOFF], params)[SAMPLE_CUTOFF]
-    assert fit.method == "fit" and fit.converged and fit.clients > 15_000
+    assert fit.method == "fit" and fit.converged and fit.clients > 9000
 
     truth = pd.read_parquet(sample / "truth_clients.parquet")
     from pipeline.synthetic import EFFECTS
