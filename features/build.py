@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import ibis
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
+import numpy as np
 from ibis.backends import BaseBackend
 
 from features.basket import (
@@ -58,7 +59,14 @@ from features.rfm import (
     rfm_window_aggregates,
     with_gaps,
 )
-from features.rhythm import check_decay_days, derive_rhythm, rhythm_aggregates, rhythm_bucket_aggregates
+from features.rhythm import (
+    constant_columns,
+    derive_rhythm,
+    rhythm_aggregates,
+    rhythm_bucket_aggregates,
+    rhythm_histories,
+)
+from features.rhythm_fit import RhythmConstants, RhythmHistory, fit_rhythm
 from features.tables import CUTOFF_TIMESTAMP, CleanTables, cutoff_instant, cutoffs_frame, cutoffs_table
 
 KEYS = ["client_id", "cutoff_id"]
@@ -218,9 +226,71 @@ def gap_rows(tables: CleanTables, before: dt.date) -> GapRows:
     directly), and a gap belongs to the later order, so filtering these rows to an earlier
     cutoff keeps exactly the orders and gaps known at it.
     """
+    done = completed_orders(tables)
+    return GapRows(before, with_gaps(done.filter(done.ordered_at < cutoff_instant(before))))
+
+
+def completed_orders(tables: CleanTables) -> ir.Table:
+    """Completed orders: ``client_id``, ``ordered_at`` and ``ordered_s`` (epoch seconds)."""
     o = _columns(tables.orders, ("client_id", "ordered_at", "status", "ordered_at_s"))
-    done = o.filter((o.status == "completed") & (o.ordered_at < cutoff_instant(before)))
-    return GapRows(before, with_gaps(done.select("client_id", "ordered_at", ordered_s=done.ordered_at_s)))
+    done = o.filter(o.status == "completed")
+    return done.select("client_id", "ordered_at", ordered_s=done.ordered_at_s)
+
+
+def first_completed_order_date(tables: CleanTables) -> dt.date | None:
+    """The UTC date of the first completed order, or None without one (anchors ``start: null``)."""
+    first = completed_orders(tables).ordered_at.min().to_pyarrow().as_py()
+    return None if first is None else first.astimezone(dt.UTC).date()
+
+
+def fit_rhythm_constants(
+    tables: CleanTables, cutoffs: Sequence[dt.date], params: FeatureParams, *, gaps: GapRows | None = None
+) -> dict[dt.date, RhythmConstants]:
+    """The rhythm constants fitted at each cutoff on the completed orders before it.
+
+    One grouped query gives every client's summary at every cutoff of ``cutoffs``
+    (``features.rhythm.rhythm_histories``; over ``gaps``, the completed orders already narrowed
+    to what the gaps read, when given); each cutoff's rows, in client-id order, go to
+    ``features.rhythm_fit.fit_rhythm``. Executes that query now: the constants are data of the
+    cutoffs table of the feature expression.
+    """
+    days = sorted(set(cutoffs))
+    if gaps is not None and days[-1] > gaps.before:
+        raise ValueError(
+            f"features: cutoff {days[-1].isoformat()} after the gap rows (before {gaps.before.isoformat()})"
+        )
+    done = (
+        completed_orders(tables)
+        if gaps is None
+        else gaps.table.select("client_id", "ordered_at", "ordered_s")
+    )
+    cut = cutoffs_table(
+        cutoffs_frame(
+            days, windows_days=params.windows_days, horizon_days=params.horizon_days, export_date=days[-1]
+        )
+    ).select("cutoff_id", "cutoff_at", "cutoff_s")
+    frame = rhythm_histories(done, cut).to_pyarrow().to_pandas()
+    frame = frame.sort_values(["cutoff_id", "client_id"], kind="stable")
+    per_cutoff = dict(iter(frame.groupby("cutoff_id", sort=True)))
+    out: dict[dt.date, RhythmConstants] = {}
+    for i, day in enumerate(days):
+        rows = per_cutoff.get(i)
+        if rows is None:
+            history = RhythmHistory(np.zeros(0, "int64"), np.zeros(0), np.zeros(0))
+        else:
+            first = rows["first_s"].to_numpy("float64")
+            history = RhythmHistory(
+                rows["orders"].to_numpy("int64") - 1,
+                (rows["last_s"].to_numpy("float64") - first) / SECONDS_PER_DAY,
+                (rows["cutoff_s"].to_numpy("float64") - first) / SECONDS_PER_DAY,
+            )
+        out[day] = fit_rhythm(
+            history,
+            new_client_days=params.new_client_days,
+            horizon_days=params.horizon_days,
+            lost_after_days=params.lost_after_days,
+        )
+    return out
 
 
 def aggregate_orders(
@@ -285,6 +355,7 @@ def build_feature_table(
     *,
     export_date: dt.date,
     gaps: GapRows | None = None,
+    rhythm: Mapping[dt.date, RhythmConstants] | None = None,
 ) -> ir.Table:
     """The point-in-time feature table for ``cutoffs`` as a lazy Ibis expression on ``con``.
 
@@ -293,23 +364,30 @@ def build_feature_table(
     when that window ends after ``export_date`` 00:00 UTC. Columns: keys, info, features, labels
     (contract order); rows sorted by (cutoff_at, client_id). ``gaps`` (from :func:`gap_rows`
     before a cutoff at or after the last of ``cutoffs``) shares the gap window between queries;
-    by default it is computed in this expression.
+    by default it is computed in this expression. ``rhythm``: the rhythm constants of each
+    cutoff (:func:`fit_rhythm_constants`, which a stage calls once per batch to record them);
+    when not given they are fitted here, which runs that fit's query now.
     """
     check_windows(params)
-    check_decay_days(params)
     days = sorted(set(cutoffs))
+    if rhythm is None:
+        rhythm = fit_rhythm_constants(tables, days, params, gaps=gaps)
     if gaps is None:
         gaps = gap_rows(tables, days[-1])
     elif days[-1] > gaps.before:
         raise ValueError(
             f"features: cutoff {days[-1].isoformat()} after the gap rows (before {gaps.before.isoformat()})"
         )
+    missing = [d.isoformat() for d in days if d not in rhythm]
+    if missing:
+        raise ValueError(f"features: no rhythm constants for cutoff(s) {', '.join(missing)}")
     cut = cutoffs_table(
         cutoffs_frame(
             days,
             windows_days=params.windows_days,
             horizon_days=params.horizon_days,
             export_date=export_date,
+            constants={d: constant_columns(rhythm[d]) for d in days},
         ),
     )
     clients = tables.clients
@@ -326,13 +404,12 @@ def build_feature_table(
     for other in (loss_rows, aggregate_gaps(gaps.table, cut, params), agg_complaints, agg_contacts, future):
         t = _attach(t, other)
 
-    recency = (t.cutoff_s - t.agg_last_s) / SECONDS_PER_DAY
     since_first = (t.cutoff_s - t.agg_first_s) / SECONDS_PER_DAY
     derived: dict[str, ir.Value] = {
         **derive_rfm(t, params),
         **derive_complaints(t, params),
         **derive_payments(t, params),
-        **derive_lifecycle(t, recency, since_first, params),
+        **derive_lifecycle(t, since_first, params),
         **derive_contacts(t, params),
         **derive_basket(t, params),
     }

@@ -21,8 +21,12 @@ reasoning in closed form from (orders, first order, last order) before the cutof
 * ``decayed_orders_{d}d``: completed orders weighted by ``exp(-age / d)``, age in days before the
   cutoff: a smooth recency-weighted frequency with no window edge.
 
-The population constants live in params.yaml ``features.rhythm``. Only completed orders stamped
-before the cutoff enter (the same join as the RFM aggregates), so every feature is point in time.
+The population constants (a, b, mu and the onboarding mu) are fitted at each cutoff on the
+per-client summary of the completed orders before it (:mod:`features.rhythm_fit`, fed by
+:func:`rhythm_histories`) and enter the expression as columns of the cutoffs table
+(:data:`CONSTANT_COLUMNS`), so DuckDB and PySpark compute the same thing. Only completed orders
+stamped before the cutoff enter, the fit included, so every feature is point in time. The decay
+constants are the contract's ``DECAY_DAYS`` (they are part of the column names).
 """
 
 from __future__ import annotations
@@ -31,17 +35,38 @@ import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureParams
-from features.contract import DECAY_DAYS, ContractError
+from features.contract import DECAY_DAYS
 from features.rfm import SECONDS_PER_DAY
+from features.rhythm_fit import RhythmConstants
+
+#: Columns of the cutoffs table holding the fitted constants, by RhythmConstants field.
+CONSTANT_COLUMNS = {
+    "rate_prior_orders": "rhythm_rate_prior_orders",
+    "rate_prior_days": "rhythm_rate_prior_days",
+    "dormancy_hazard_per_day": "rhythm_dormancy_hazard_per_day",
+    "onboarding_hazard_per_day": "rhythm_onboarding_hazard_per_day",
+}
 
 
-def check_decay_days(params: FeatureParams) -> None:
-    """The decayed-count column names carry the decay constants; refuse ones the contract lacks."""
-    if list(params.rhythm.decay_days) != list(DECAY_DAYS):
-        raise ContractError(
-            f"features.rhythm.decay_days must be {list(DECAY_DAYS)} (the feature table's column names, "
-            f"e.g. decayed_orders_30d, are fixed by features/contract.py); got {params.rhythm.decay_days}"
-        )
+def constant_columns(constants: RhythmConstants) -> dict[str, float]:
+    """The cutoffs-table columns of one cutoff's fitted constants (see :data:`CONSTANT_COLUMNS`)."""
+    return {column: float(getattr(constants, field)) for field, column in CONSTANT_COLUMNS.items()}
+
+
+def rhythm_histories(done: ir.Table, cut: ir.Table) -> ir.Table:
+    """Per (cutoff_id, client_id): completed orders, first and last (epoch seconds) before the cutoff.
+
+    ``done`` holds completed orders with ``client_id``, ``ordered_at`` and ``ordered_s``; ``cut``
+    the cutoffs table. One grouped query for all the cutoffs of ``cut``: the summary the rhythm
+    fit reads (repeat orders, first-to-last span and age since the first order follow from it).
+    """
+    j = done.join(cut, done.ordered_at < cut.cutoff_at)
+    return j.group_by(["cutoff_id", "client_id"]).aggregate(
+        orders=j.count(),
+        first_s=j.ordered_s.min(),
+        last_s=j.ordered_s.max(),
+        cutoff_s=j.cutoff_s.max(),
+    )
 
 
 def rhythm_bucket_aggregates(o: ir.Table, params: FeatureParams, anchor_s: float) -> dict[str, ir.Value]:
@@ -53,7 +78,7 @@ def rhythm_bucket_aggregates(o: ir.Table, params: FeatureParams, anchor_s: float
     """
     age_days = (anchor_s - o.ordered_s) / SECONDS_PER_DAY
     done = o.is_completed
-    return {f"b_decay_{d}": (-age_days / float(d)).exp().sum(where=done) for d in params.rhythm.decay_days}
+    return {f"b_decay_{d}": (-age_days / float(d)).exp().sum(where=done) for d in DECAY_DAYS}
 
 
 def rhythm_aggregates(j: ir.Table, params: FeatureParams, anchor_s: float) -> dict[str, ir.Value]:
@@ -63,8 +88,7 @@ def rhythm_aggregates(j: ir.Table, params: FeatureParams, anchor_s: float) -> di
     """
     shift_days = (j.cutoff_s.max() - anchor_s) / SECONDS_PER_DAY
     return {
-        f"decayed_orders_{d}d": j[f"b_decay_{d}"].sum() * (-shift_days / float(d)).exp()
-        for d in params.rhythm.decay_days
+        f"decayed_orders_{d}d": j[f"b_decay_{d}"].sum() * (-shift_days / float(d)).exp() for d in DECAY_DAYS
     }
 
 
@@ -72,20 +96,21 @@ def derive_rhythm(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
     """Rate, silence, alive and no-order probabilities and expected orders per (client, cutoff).
 
     Needs the RFM columns ``orders_total``, ``recency_days`` and ``days_since_first_order`` (days)
-    already derived on ``t``. Every column but the decayed counts is null for a client with no
+    already derived on ``t``, and the cutoff's fitted constants (:data:`CONSTANT_COLUMNS`, columns
+    of the cutoffs table). Every column but the decayed counts is null for a client with no
     completed order before the cutoff (no rhythm to read); decayed counts are then 0.
     """
-    rp = params.rhythm
+    a, b = t.rhythm_rate_prior_orders, t.rhythm_rate_prior_days
     n = t.orders_total.fill_null(0).cast("float64")
     recency = t.recency_days
     span = t.days_since_first_order - recency  # first to last completed order, days
     has_order = n > 0
     null = ibis.null("float64")
-    rate = ibis.ifelse(has_order, (n - 1.0 + rp.rate_prior_orders) / (span + rp.rate_prior_days), null)
+    rate = ibis.ifelse(has_order, (n - 1.0 + a) / (span + b), null)
     mu = ibis.ifelse(
         t.days_since_first_order < float(params.new_client_days),
-        ibis.literal(rp.onboarding_hazard_per_day),
-        ibis.literal(rp.dormancy_hazard_per_day),
+        t.rhythm_onboarding_hazard_per_day,
+        t.rhythm_dormancy_hazard_per_day,
     )
     total = rate + mu
     e = (-total * recency).exp()
@@ -98,7 +123,7 @@ def derive_rhythm(t: ir.Table, params: FeatureParams) -> dict[str, ir.Value]:
         "rhythm_no_order_probability": 1.0 - alive * rate / total * (1.0 - (-total * horizon).exp()),
         "expected_orders_horizon": alive * rate / mu * (1.0 - (-mu * horizon).exp()),
     }
-    for d in rp.decay_days:
+    for d in DECAY_DAYS:
         name = f"decayed_orders_{d}d"
         out[name] = t[name].fill_null(0.0)
     return out

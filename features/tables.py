@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -201,13 +201,17 @@ def cutoffs_frame(
     windows_days: Sequence[int],
     horizon_days: int,
     export_date: dt.date,
+    constants: Mapping[dt.date, Mapping[str, float]] | None = None,
 ) -> pd.DataFrame:
     """The cutoffs with every boundary the definitions need, computed once here.
 
     Columns: ``cutoff_id`` (0..n-1 in date order), ``cutoff_at`` (UTC), ``cutoff_s`` (epoch
     seconds), ``start_{w}`` (= cutoff_at - w days, for every window w), ``label_end_at``
     (= cutoff_at + horizon_days days) and ``label_defined`` (the label window ends on or before
-    the export instant, so the outcome is fully observed).
+    the export instant, so the outcome is fully observed). ``constants`` adds per-cutoff float
+    columns (name -> value for each date, the same names at every date): the fitted rhythm
+    constants enter the feature expression this way, as data of the cutoff rather than literals
+    of the query.
     """
     days = sorted(set(cutoffs))
     if not days:
@@ -222,6 +226,8 @@ def cutoffs_frame(
             row[f"start_{w}"] = at - dt.timedelta(days=w)
         row["label_end_at"] = label_end
         row["label_defined"] = label_end <= export_at
+        if constants is not None:
+            row.update({name: float(v) for name, v in constants[day].items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     for col in frame.columns:
@@ -235,7 +241,7 @@ def cutoffs_table(frame: pd.DataFrame) -> ir.Table:
     types = {
         c: CUTOFF_TIMESTAMP
         if str(frame[c].dtype).startswith("datetime64")
-        else {"cutoff_id": "int64", "cutoff_s": "float64", "label_defined": "boolean"}[c]
+        else {"cutoff_id": "int64", "label_defined": "boolean"}.get(c, "float64")
         for c in frame.columns
     }
     return ibis.memtable(frame, schema=types)

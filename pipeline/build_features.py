@@ -13,36 +13,66 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from features.config import FeatureParams
+from features.config import CutoffError, FeatureParams, ResolvedCutoffs, resolve_cutoff_schedule
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class CutoffPlan:
+    """The cutoffs the stage builds: ``days`` in date order (schedule plus scoring cutoff, or the
+    explicit ``--cutoff`` dates), the resolved schedule (None for explicit dates) and the scoring
+    cutoff (None for explicit dates)."""
+
+    days: list[dt.date]
+    schedule: ResolvedCutoffs | None
+    scoring: dt.date | None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"explicit": self.schedule is None}
+        if self.schedule is not None:
+            out.update(self.schedule.to_json())
+        out["scoring_cutoff"] = None if self.scoring is None else self.scoring.isoformat()
+        return out
+
+
 def resolve_cutoffs(
-    params: FeatureParams, export_date: dt.date, explicit: list[dt.date] | None = None
-) -> list[dt.date]:
+    params: FeatureParams,
+    export_date: dt.date,
+    explicit: list[dt.date] | None = None,
+    *,
+    first_order: dt.date | None = None,
+) -> CutoffPlan:
     """The cutoff dates to build: ``explicit`` if given, else params cutoffs plus the scoring cutoff.
 
-    The scoring cutoff is ``features.scoring_cutoff`` or, when null, the export date. A cutoff
-    after the export date is an error: nothing after the export is known.
+    The schedule is resolved by ``features.config.resolve_cutoff_schedule`` (the generate stage
+    uses the same function for the ground truth); ``first_order`` is the date of the first
+    completed order in the clean orders (needed for ``start: null``). The scoring cutoff is
+    ``features.scoring_cutoff`` or, when null, the export date. A cutoff after the export date is
+    an error: nothing after the export is known.
     """
     if explicit:
-        days = sorted(set(explicit))
+        plan = CutoffPlan(sorted(set(explicit)), None, None)
     else:
+        schedule = resolve_cutoff_schedule(
+            params.cutoffs, export_date=export_date, horizon_days=params.horizon_days, first_order=first_order
+        )
         scoring = params.scoring_cutoff or export_date
-        days = sorted({*params.cutoff_dates(), scoring})
-    late = [d for d in days if d > export_date]
+        plan = CutoffPlan(sorted({*schedule.dates, scoring}), schedule, scoring)
+    late = [d for d in plan.days if d > export_date]
     if late:
-        raise ValueError(
+        raise CutoffError(
             f"features: cutoff(s) {', '.join(d.isoformat() for d in late)} after the export date "
             f"{export_date.isoformat()} (ingest.export_date)"
         )
-    return days
+    return plan
 
 
 def _write_parquet(con: Any, exprs: list[Any], tmp: Path, backend: str) -> None:
@@ -91,7 +121,7 @@ def batch_cutoffs(cutoffs: list[dt.date], n_clients: int, max_rows_per_query: in
 def run_features(
     clean: Path,
     out: Path,
-    cutoffs: list[dt.date],
+    cutoffs: list[dt.date] | None,
     params: FeatureParams,
     *,
     export_date: dt.date,
@@ -101,10 +131,15 @@ def run_features(
 ) -> dict[str, Any]:
     """Build and write the feature table and its summary; return the summary.
 
-    Cutoffs are built in batches of at most ``max_rows_per_query`` (client, cutoff) rows (see
-    ``batch_cutoffs``). With several batches the gap window (``features.build.gap_rows``) is done
-    once and written to the spill folder, and each batch only filters and aggregates it; the
-    written file holds every batch in cutoff order.
+    ``cutoffs``: the dates to build, or None for ``features.cutoffs`` plus the scoring cutoff
+    (:func:`resolve_cutoffs`, with ``start: null`` counted from the first completed order of the
+    clean orders). Cutoffs are built in batches of at most ``max_rows_per_query`` (client,
+    cutoff) rows (see ``batch_cutoffs``). With several batches the gap window
+    (``features.build.gap_rows``) is done once and written to the spill folder, and each batch
+    only filters and aggregates it; the written file holds every batch in cutoff order. The
+    rhythm constants are fitted per cutoff, one grouped query per batch
+    (``features.build.fit_rhythm_constants``), and written to the summary with the cutoffs and
+    how they were resolved.
     """
     from features.tables import connect
 
@@ -131,32 +166,52 @@ def _build_and_write(
     spill: Path,
     clean: Path,
     out: Path,
-    cutoffs: list[dt.date],
+    cutoffs: list[dt.date] | None,
     params: FeatureParams,
     *,
     export_date: dt.date,
     max_rows_per_query: int,
 ) -> dict[str, Any]:
-    from features.build import build_feature_table, gap_rows, summarize_feature_table
+    from features.build import (
+        build_feature_table,
+        first_completed_order_date,
+        fit_rhythm_constants,
+        gap_rows,
+        summarize_feature_table,
+    )
     from features.contract import check_feature_table
     from features.tables import load_clean_tables
     from models.io import write_atomic, write_json_atomic
 
     tables = load_clean_tables(con, clean)
+    if cutoffs:
+        plan = resolve_cutoffs(params, export_date, cutoffs)
+    else:
+        plan = resolve_cutoffs(params, export_date, first_order=first_completed_order_date(tables))
+    days = plan.days
     n_clients = int(tables.clients.count().to_pyarrow().as_py())
-    batches = batch_cutoffs(cutoffs, n_clients, max_rows_per_query)
+    batches = batch_cutoffs(days, n_clients, max_rows_per_query)
     gaps = None
     if len(batches) > 1:
         # the batches share the gap window over the completed orders: computed once for every
         # cutoff and written to the spill folder (a file, not an in-memory table, so the memory
         # limit still holds); each batch then filters and aggregates it
-        gaps = gap_rows(tables, max(cutoffs))
+        gaps = gap_rows(tables, max(days))
         con.to_parquet(gaps.table, spill / "gap_rows.parquet")
         gaps = gaps.replace(con.read_parquet(spill / "gap_rows.parquet"))
-    exprs = [build_feature_table(con, tables, b, params, export_date=export_date, gaps=gaps) for b in batches]
+    started = time.perf_counter()
+    rhythm = {}
+    for b in batches:
+        rhythm.update(fit_rhythm_constants(tables, b, params, gaps=gaps))
+    fit_seconds = time.perf_counter() - started
+    log.info("fitted the rhythm constants at %d cutoffs in %.1f s", len(days), fit_seconds)
+    exprs = [
+        build_feature_table(con, tables, b, params, export_date=export_date, gaps=gaps, rhythm=rhythm)
+        for b in batches
+    ]
     target = out / "features.parquet"
     check_feature_table(exprs[0].columns, source=str(target))
-    log.info("building %d cutoffs for %d clients in %d batch(es)", len(cutoffs), n_clients, len(batches))
+    log.info("building %d cutoffs for %d clients in %d batch(es)", len(days), n_clients, len(batches))
     summary: dict[str, Any] = {}
 
     def write_table(tmp: Path) -> None:
@@ -166,11 +221,17 @@ def _build_and_write(
         summary.update(summarize_feature_table(con.read_parquet(tmp)))
 
     write_atomic(target, write_table)
+    for entry in summary["cutoffs"]:
+        entry["rhythm"] = rhythm[dt.date.fromisoformat(entry["cutoff_at"][:10])].to_json()
     summary.update(
-        backend=params.backend, export_date=export_date.isoformat(), horizon_days=params.horizon_days
+        backend=params.backend,
+        export_date=export_date.isoformat(),
+        horizon_days=params.horizon_days,
+        cutoff_schedule=plan.to_json(),
+        rhythm_fit_seconds=round(fit_seconds, 3),
     )
     write_json_atomic(out / "features_summary.json", summary)
-    log.info("wrote %s (%d rows, %d cutoffs)", target, summary["rows"], len(cutoffs))
+    log.info("wrote %s (%d rows, %d cutoffs)", target, summary["rows"], len(days))
     return summary
 
 
@@ -193,10 +254,18 @@ def command(
 
     Reads params.yaml `features` and `ingest.export_date`.
     """
-    from pipeline.params import load_params
+    from rich.console import Console
 
-    params = load_params(params_path)
-    export_date = params.ingest.export_date
-    days = resolve_cutoffs(params.features, export_date, [_parse_day(c) for c in cutoff] or None)
-    summary = run_features(clean, out, days, params.features, export_date=export_date)
-    typer.echo(f"features: {summary['rows']} rows over {len(days)} cutoffs -> {out / 'features.parquet'}")
+    from features.contract import ContractError
+    from pipeline.params import ParamsError, load_params
+
+    try:
+        params = load_params(params_path)
+        export_date = params.ingest.export_date
+        explicit = [_parse_day(c) for c in cutoff] or None
+        summary = run_features(clean, out, explicit, params.features, export_date=export_date)
+    except (ParamsError, ContractError, CutoffError) as e:
+        Console(stderr=True).print(f"[red]features failed:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from e
+    n = len(summary["cutoffs"])
+    typer.echo(f"features: {summary['rows']} rows over {n} cutoffs -> {out / 'features.parquet'}")

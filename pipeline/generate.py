@@ -48,7 +48,8 @@ def command(
     """Generate a synthetic CRM export with a known ground truth.
 
     Reads params.yaml `generate` (clients, seed, start, export_date, format, onboarding_dropout) and
-    `features` (cutoffs, horizon_days, lapse_tiers_days[0]: where and how the truth is written).
+    `features` (cutoffs, horizon_days, lapse_tiers_days[0]: where and how the truth is written; the
+    cutoff schedule is resolved as the features stage resolves it, see TruthSpec.for_features).
 
     Writes into OUT: clients, orders, complaints and contacts as .csv or .parquet (the raw-table
     contract of features/contract.py), truth.parquet (per client and cutoff: observable state and the
@@ -75,7 +76,7 @@ def load_sections(path: Path) -> tuple[Any, Any]:
     """
     import yaml
 
-    from features.config import FeatureParams
+    from features.config import CutoffError, FeatureParams
     from pipeline.synthetic import GenerateParams, TruthSpec
 
     try:
@@ -86,12 +87,10 @@ def load_sections(path: Path) -> tuple[Any, Any]:
     feat = FeatureParams.model_validate(raw["features"]) if "features" in raw else None
     if feat is None:
         return gen, TruthSpec(cutoffs=())
-    truth = TruthSpec(
-        cutoffs=tuple(feat.cutoff_dates()),
-        horizon_days=feat.horizon_days,
-        active_days=feat.lapse_tiers_days[0],
-    )
-    return gen, truth
+    try:
+        return gen, TruthSpec.for_features(feat, gen)
+    except CutoffError as e:
+        raise typer.BadParameter(f"{path}: {e}", param_hint="--params") from e
 
 
 def _simulate(args: tuple[Any, Any, int, int, float]) -> Any:

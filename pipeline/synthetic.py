@@ -80,6 +80,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.config import FeatureParams, resolve_cutoff_schedule
 from features.contract import COMPLAINT_CATEGORIES, CONTACT_CAMPAIGNS, ORDER_STATUSES
 
 if TYPE_CHECKING:
@@ -193,6 +194,31 @@ class TruthSpec:
     cutoffs: tuple[dt.date, ...]
     horizon_days: int = 100
     active_days: int = 90  # features.lapse_tiers_days[0]
+
+    @classmethod
+    def for_features(cls, features: FeatureParams, params: GenerateParams) -> TruthSpec:
+        """The truth at the cutoffs the features stage will build on this export.
+
+        The schedule is resolved by the features' own ``resolve_cutoff_schedule``, before any clean
+        table exists: ``end: null`` from ``generate.export_date``, ``start: null`` from
+        ``generate.start`` (where the simulated history, and so its first completed order, begins)
+        plus one step. The schedule counts back from its end, so the features stage, which counts
+        from the first completed order of the clean orders (on or after ``generate.start``), builds
+        these dates or a subset of them. Raises features.config.CutoffError.
+        """
+        resolved = resolve_cutoff_schedule(
+            features.cutoffs,
+            export_date=params.export_date,
+            horizon_days=features.horizon_days,
+            first_order=params.start,
+            export_key="generate.export_date",
+            first_order_source="generate.start",
+        )
+        return cls(
+            cutoffs=resolved.dates,
+            horizon_days=features.horizon_days,
+            active_days=features.lapse_tiers_days[0],
+        )
 
 
 def onboarding_multiplier(target: float, eff: Effects = EFFECTS) -> float:
@@ -1671,7 +1697,8 @@ def _truth_table(
     for d, r in truth_rows:
         idx = r["idx"]
         recency = (d * MINUTES_PER_DAY - r["last_order_minute"]) / MINUTES_PER_DAY
-        active = recency < truth.active_days
+        # active/lapsed as the features' tiers count it: whole days since the last order's day
+        active = d - r["last_order_minute"] // MINUTES_PER_DAY < truth.active_days
         p = r["p_no_order"]
         p_obs = r["p_no_order_observable"]
         parts.append(

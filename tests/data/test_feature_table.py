@@ -81,9 +81,37 @@ def test_cutoffs_are_params_plus_scoring_cutoff(stage: tuple[Path, dict[str, obj
     schedule = features["cutoffs"]
     table = pq.read_table(out / "features.parquet", columns=["cutoff_at"]).to_pandas()
     export = pd.Timestamp(params["ingest"]["export_date"], tz="UTC")  # type: ignore[index]
+    horizon = pd.Timedelta(days=features["horizon_days"])
     got = sorted(table.cutoff_at.unique())
-    assert got[0] == pd.Timestamp(schedule["start"], tz="UTC")
+    resolved = json.loads((out / "features_summary.json").read_text())["cutoff_schedule"]
+    assert resolved["every_days"] == schedule["every_days"]
+    # the default end (null) is the last cutoff whose label window ends by the export
+    assert schedule["end"] is None and got[-2] == export - horizon == pd.Timestamp(resolved["end"], tz="UTC")
     assert got[-1] == export
+    assert [d.date().isoformat() for d in got[:-1]] == resolved["dates"]
+    assert {(b - a).days for a, b in zip(got[:-2], got[1:-1], strict=True)} == {schedule["every_days"]}
+
+
+def test_generate_wrote_the_truth_at_the_features_cutoffs(stage: tuple[Path, dict[str, object]]) -> None:
+    # the generate stage resolves the same schedule before any clean table exists: the features
+    # stage (which counts from the first completed order) builds the truth's dates or a tail of them
+    out, _ = stage
+    manifest = json.loads((out.parent / "raw" / "generate_manifest.json").read_text())
+    resolved = json.loads((out / "features_summary.json").read_text())["cutoff_schedule"]
+    truth = manifest["truth"]["cutoffs"]
+    assert truth[-1] == resolved["end"] and truth[-len(resolved["dates"]) :] == resolved["dates"]
+
+
+def test_summary_carries_the_fitted_rhythm_constants(stage: tuple[Path, dict[str, object]]) -> None:
+    out, _ = stage
+    summary = json.loads((out / "features_summary.json").read_text())
+    late = summary["cutoffs"][-2]["rhythm"]  # the test cutoff: 400 clients, enough to fit
+    assert late["method"] == "fit" and late["converged"] and late["clients"] >= 100
+    assert 0 < late["dormancy_hazard_per_day"] < late["onboarding_hazard_per_day"] < 1
+    assert 1 / 100 < late["rate_prior_mean_per_day"] < 1 / 10
+    table = pq.read_table(out / "features.parquet", columns=["alive_probability", "order_rate_per_day"])
+    values = table.to_pandas().dropna()
+    assert len(values) > 0 and values.alive_probability.between(0, 1).all()
 
 
 def test_no_labels_past_the_export_date(stage: tuple[Path, dict[str, object]]) -> None:

@@ -280,7 +280,7 @@ def test_truth_rows_and_oracle_agree_with_realised_labels(
     assert truth.loc[active, "churn_probability"].notna().all()
     assert truth.loc[active, "winback_probability"].isna().all()
     assert truth.loc[~active, "winback_probability"].notna().all()
-    assert (truth["recency_days"] < spec.active_days).eq(active).all()
+    assert (np.ceil(truth["recency_days"]) < spec.active_days).eq(active).all()  # whole days, as the tiers
     horizon = pd.Timedelta(days=spec.horizon_days)
     assert truth["label_complete"].eq(truth["cutoff_at"] + horizon <= EXPORT).all()
     cutoffs = sorted(truth["cutoff_at"].unique())

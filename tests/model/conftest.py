@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -41,13 +44,26 @@ SAMPLE_CLIENTS = 8000
 
 
 @pytest.fixture(scope="session")
-def sample_features(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+def sample_features(sample_work: Path) -> pd.DataFrame:
+    """The feature table of the real pipeline on the seeded sample (see ``sample_work``)."""
+    return pd.read_parquet(sample_work / "features" / "features.parquet")
+
+
+@pytest.fixture(scope="session")
+def sample_summary(sample_work: Path) -> dict[str, Any]:
+    """features_summary.json of that run (cutoffs, fitted rhythm constants per cutoff)."""
+    import json
+
+    return dict(json.loads((sample_work / "features" / "features_summary.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def sample_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real generate -> ingest -> features pipeline on a seeded sample (8000 clients)."""
     import os
     import shutil
     import subprocess
     import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     work = tmp_path_factory.mktemp("sample")
@@ -62,7 +78,7 @@ def sample_features(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     ):
         done = subprocess.run([cli, *args], cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"comeback {args[0]} failed:\n{done.stdout}\n{done.stderr}"
-    return pd.read_parquet(work / "features" / "features.parquet")
+    return work
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ Trees are not monotone per row, so the checks are on the mean over many clients.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,17 +27,45 @@ def _test_rows(model: TrainedModel, features: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def _last_order_moved_back(rows: pd.DataFrame, days: float, rhythm: dict[str, float]) -> pd.DataFrame:
+    """The rows with each client's last order ``days`` further back, in every recency column.
+
+    Recency, the 14- and 30-day windows (emptied), the overdue ratio, the last order's weight in
+    the decayed counts and the rhythm probabilities (features/rhythm.py, with the constants fitted
+    at the cutoff, ``rhythm``) tell the same story; the order rate and the gaps stay as they were.
+    """
+    out = rows.copy()
+    r = rows["recency_days"] + days
+    out["recency_days"] = r
+    for col in ("orders_14d", "orders_30d", "amount_30d", "margin_30d"):
+        out[col] = 0.0
+    out["overdue_ratio"] = r / rows["gap_mean_days"]
+    for d in (30, 90, 365):
+        out[f"decayed_orders_{d}d"] = (
+            rows[f"decayed_orders_{d}d"] - np.exp(-rows["recency_days"] / d) + np.exp(-r / d)
+        )
+    lam = rows["order_rate_per_day"]
+    new = rows["days_since_first_order"] < 100
+    mu = np.where(new, rhythm["onboarding_hazard_per_day"], rhythm["dormancy_hazard_per_day"])
+    e = np.exp(-(lam + mu) * r)
+    alive = e / (e + mu / (lam + mu) * (1 - e))
+    out["silence_probability"] = np.exp(-lam * r)
+    out["alive_probability"] = alive
+    out["rhythm_no_order_probability"] = 1 - alive * lam / (lam + mu) * (1 - np.exp(-(lam + mu) * 100))
+    out["expected_orders_horizon"] = alive * lam / mu * (1 - np.exp(-mu * 100))
+    return out
+
+
 def test_longer_since_the_last_order_raises_churn_probability(
-    sample_churn_model: TrainedModel, sample_features: pd.DataFrame
+    sample_churn_model: TrainedModel, sample_features: pd.DataFrame, sample_summary: dict[str, Any]
 ) -> None:
     model = sample_churn_model.model
     rows = _test_rows(sample_churn_model, sample_features)
-    # Recent buyers whose last order is moved 60 days back: the 30-day window empties accordingly.
+    test_cutoff = str(sample_churn_model.split.test_cutoff)
+    rhythm = next(c["rhythm"] for c in sample_summary["cutoffs"] if c["cutoff_at"].startswith(test_cutoff))
+    # Recent buyers whose last order is moved 60 days back, coherently in every recency column.
     recent = rows[rows["recency_days"] < 20].copy()
-    later = recent.copy()
-    later["recency_days"] = recent["recency_days"] + 60
-    for col in ("orders_30d", "amount_30d", "margin_30d"):
-        later[col] = 0.0
+    later = _last_order_moved_back(recent, 60.0, rhythm)
     before = model.predict_probability(recent)
     after = model.predict_probability(later)
     assert after.mean() > before.mean() + 0.05

@@ -16,21 +16,34 @@ def ago(days: float) -> str:
     return (D - dt.timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def on(days: int, clock: str) -> float:
+    """``clock`` (HH:MM, UTC) on the calendar day ``days`` days before D, as days before D."""
+    hours, minutes = (int(p) for p in clock.split(":"))
+    return days - (hours * 60 + minutes) / 1440
+
+
 # client -> days before D of its completed orders
 HISTORY: dict[str, list[float]] = {
     "new": [50],
     "new_edge": [100, 10],  # first order exactly new_client_days before D: still new
     "active_edge": [101, 10],
-    "just_under_90": [90 - 1 / 86_400, 200],
+    # the tiers count calendar days: any hour of the day 90 days before D is lapsed_90 ...
+    "lapsed_90_0001": [on(90, "00:01")],
+    "lapsed_90_2359": [on(90, "23:59")],
+    # ... and any hour of the day 89 days before D is not
+    "active_89_0001": [on(89, "00:01"), 200],
+    "active_89_2359": [on(89, "23:59"), 200],
+    "new_89_0001": [on(89, "00:01")],
     "lapsed_90": [90],
-    "lapsed_90_b": [179.5],
-    "lapsed_180": [180],
+    "lapsed_90_b": [on(179, "00:00")],
+    "lapsed_180": [on(180, "23:59")],
     "lapsed_360": [360],
-    "lapsed_360_b": [729],
+    "lapsed_360_b": [on(729, "12:00")],
     "lost": [730],
     "twice": [500, 300, 200],  # gaps 200 and 100: two returns, lapsed again now
     "returned": [400, 100],  # one return 100 days ago, lapsed again now
     "gap_89": [150, 61],  # a gap of 89 days is no loss
+    "gap_90_calendar": [on(150, "23:59"), on(60, "00:01")],  # 89.0 days apart, 90 calendar days: a loss
 }
 
 
@@ -54,7 +67,11 @@ def table() -> pd.DataFrame:
         ("new", "new"),
         ("new_edge", "new"),
         ("active_edge", "active"),
-        ("just_under_90", "active"),
+        ("lapsed_90_0001", "lapsed_90"),
+        ("lapsed_90_2359", "lapsed_90"),
+        ("active_89_0001", "active"),
+        ("active_89_2359", "active"),
+        ("new_89_0001", "new"),
         ("lapsed_90", "lapsed_90"),
         ("lapsed_90_b", "lapsed_90"),
         ("lapsed_180", "lapsed_180"),
@@ -77,8 +94,26 @@ def test_loss_date_and_days_since_loss(table: pd.DataFrame) -> None:
     lost = row(table, "lost")
     assert lost.loss_at == pd.Timestamp(D - dt.timedelta(days=640))
     assert lost.days_since_loss == pytest.approx(640.0)
-    active = row(table, "just_under_90")
+    active = row(table, "active_89_0001")
     assert pd.isna(active.loss_at) and pd.isna(active.days_since_loss)
+
+
+@pytest.mark.parametrize("cid", ["lapsed_90_0001", "lapsed_90_2359"])
+def test_loss_counts_calendar_days_whatever_the_hour(table: pd.DataFrame, cid: str) -> None:
+    # lapsed at 00:00 UTC of the day 90 days after the last order's day: the cutoff itself
+    r = row(table, cid)
+    assert r.loss_at == pd.Timestamp(D)
+    assert r.days_since_loss == 0.0
+    assert (r.times_lost, r.times_returned) == (1, 0)
+    # the fractional recency stays a feature: 89 days and some hours
+    assert 89.0 < r.recency_days < 90.0
+
+
+def test_loss_gap_counts_calendar_days(table: pd.DataFrame) -> None:
+    r = row(table, "gap_90_calendar")
+    assert r.state == "active"
+    assert (r.times_returned, r.times_lost, r.returned_recently) == (1, 1, 1)
+    assert r.days_since_return == pytest.approx(on(60, "00:01"))
 
 
 def test_twice_lost_client(table: pd.DataFrame) -> None:

@@ -102,6 +102,5 @@ def test_real_data_params_validate() -> None:
     params = load_params(Path(__file__).resolve().parents[2] / "params" / "online_retail.yaml")
     assert params.ingest.export_date == dt.date(2011, 12, 10)
     assert params.ingest.export_at == dt.datetime(2011, 12, 10, tzinfo=dt.UTC)  # GMT in December
-    assert max(params.features.cutoff_dates()) + dt.timedelta(days=params.features.horizon_days) <= dt.date(
-        2011, 12, 10
-    )
+    last = max(params.features.cutoff_dates(export_date=params.ingest.export_date))
+    assert last + dt.timedelta(days=params.features.horizon_days) <= dt.date(2011, 12, 10)

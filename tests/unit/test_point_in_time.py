@@ -198,3 +198,41 @@ def test_rows_on_or_after_the_cutoff_change_nothing(
     got = runner.run(future)
     assert list(got.client_id) == CLIENTS  # a client created on/after the cutoff has no row
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+
+
+def test_the_fitted_rhythm_constants_are_point_in_time() -> None:
+    """Appending rows on/after the cutoff changes neither the fitted rhythm constants nor a feature.
+
+    The hypothesis test above runs on three clients, where the constants fall back to their
+    documented defaults; here 200 clients are enough for the real fit.
+    """
+    from _features_frames import random_frames
+
+    from features.build import fit_rhythm_constants
+    from features.tables import tables_from_frames
+
+    future = random_frames(200, seed=21)
+    at = pd.Timestamp(D)
+    orders = future["orders"][future["orders"].ordered_at < at].copy()
+    orders["paid_at"] = orders["paid_at"].where(orders["paid_at"] < at)
+    complaints = future["complaints"][future["complaints"].created_at < at].copy()
+    complaints["resolved_at"] = complaints["resolved_at"].where(complaints["resolved_at"] < at)
+    past = {
+        "clients": future["clients"][future["clients"].created_at < at],
+        "orders": orders,
+        "complaints": complaints,
+        "contacts": future["contacts"][future["contacts"].contacted_at < at],
+    }
+    assert len(past["orders"]) < len(future["orders"]) and len(past["clients"]) < len(future["clients"])
+    params = FeatureParams(cutoffs=[CUTOFF])
+    con = connect("duckdb", threads=1, memory_limit="512MB")
+    fits = [fit_rhythm_constants(tables_from_frames(f), [CUTOFF], params)[CUTOFF] for f in (past, future)]
+    assert fits[0].method == "fit" and fits[0].clients > 150
+    assert fits[0] == fits[1]
+    tables = [
+        con.to_pandas(
+            build_feature_table(con, tables_from_frames(f), [CUTOFF], params, export_date=dt.date(2025, 1, 1))
+        )[COMPARED]
+        for f in (past, future)
+    ]
+    pd.testing.assert_frame_equal(tables[1], tables[0], check_exact=False, rtol=1e-12)
