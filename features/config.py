@@ -26,7 +26,9 @@ class CutoffSchedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    every_days: int = Field(gt=0)
+    # None: one week per year of history (see step_for_history), so a one-year export gets enough
+    # cutoffs for its short labelled window and a long one does not multiply its rows
+    every_days: int | None = Field(default=None, gt=0)
     start: dt.date | None = None
     end: dt.date | None = None
 
@@ -53,16 +55,37 @@ class ResolvedCutoffs:
     end: dt.date | None
     start_rule: str
     end_rule: str
+    step_rule: str = "features.cutoffs.every_days"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "every_days": self.every_days,
+            "every_days_rule": self.step_rule,
             "start": None if self.start is None else self.start.isoformat(),
             "start_rule": self.start_rule,
             "end": None if self.end is None else self.end.isoformat(),
             "end_rule": self.end_rule,
             "dates": [d.isoformat() for d in self.dates],
         }
+
+
+#: Bounds of the step of ``every_days: null`` (days): a week per year of history, at most four.
+STEP_PER_YEAR_DAYS = 7
+MAX_STEP_DAYS = 28
+
+
+def step_for_history(first: dt.date, end: dt.date) -> int:
+    """The step of ``every_days: null``: 7 days per whole year (rounded) from ``first`` to ``end``,
+    at least 7 and at most 28.
+
+    A year of history has one short stretch of cutoffs whose label window ends before a test
+    cutoff (the lapsed population exists there for a few weeks only), so it needs weekly cutoffs;
+    three years at weekly steps would triple the rows without adding information, as the
+    snapshots of one client a week apart are nearly the same. Whole weeks keep every cutoff on
+    the same weekday as ``end``.
+    """
+    years = round((end - first).days / 365.25)
+    return int(min(MAX_STEP_DAYS, max(STEP_PER_YEAR_DAYS, STEP_PER_YEAR_DAYS * years)))
 
 
 def resolve_cutoff_schedule(
@@ -94,7 +117,6 @@ def resolve_cutoff_schedule(
         if not days:
             raise CutoffError("features.cutoffs is an empty list: there is no cutoff to build")
         return ResolvedCutoffs(days, None, days[0], days[-1], "listed", "listed")
-    step = dt.timedelta(days=cutoffs.every_days)
     if cutoffs.end is None:
         end = export_date - dt.timedelta(days=horizon_days)
         end_rule = f"{export_key} {export_date.isoformat()} - horizon_days {horizon_days}"
@@ -105,6 +127,17 @@ def resolve_cutoff_schedule(
                 f"features.cutoffs.end {end.isoformat()} is after the export date "
                 f"{export_date.isoformat()} ({export_key}): nothing after the export is known"
             )
+    every, step_rule = cutoffs.every_days, "features.cutoffs.every_days"
+    if every is None:
+        anchor = cutoffs.start or first_order
+        if anchor is None:
+            raise CutoffError(
+                "features.cutoffs.every_days: null sizes the step by the history from the first completed "
+                "order, and the data has none; set features.cutoffs.every_days"
+            )
+        every = step_for_history(anchor, end)
+        step_rule = f"a week per year of history ({anchor.isoformat()} .. {end.isoformat()}), 7 to 28 days"
+    step = dt.timedelta(days=every)
     if cutoffs.start is None:
         if first_order is None:
             raise CutoffError(
@@ -112,7 +145,7 @@ def resolve_cutoff_schedule(
                 "none; set features.cutoffs.start to a date"
             )
         start = first_order + step
-        start_rule = f"{first_order_source} {first_order.isoformat()} + every_days {cutoffs.every_days}"
+        start_rule = f"{first_order_source} {first_order.isoformat()} + every_days {every}"
     else:
         start, start_rule = cutoffs.start, "features.cutoffs.start"
     if end < start:
@@ -122,7 +155,7 @@ def resolve_cutoff_schedule(
         )
     n = (end - start) // step
     days = tuple(end - i * step for i in range(n, -1, -1))
-    return ResolvedCutoffs(days, cutoffs.every_days, start, end, start_rule, end_rule)
+    return ResolvedCutoffs(days, every, start, end, start_rule, end_rule, step_rule)
 
 
 class FeatureParams(BaseModel):

@@ -54,6 +54,9 @@ class SearchParams(BaseModel):
 
     trials: int = Field(default=20, ge=0)
     seconds: float = Field(default=120.0, gt=0)
+    # training rows per fold part in the search, thinned by whole clients beyond it (the final
+    # model trains on every row)
+    max_rows: int = Field(default=200_000, ge=1_000)
 
 
 class TrainParams(BaseModel):

@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -389,8 +390,43 @@ def usable_folds(
     return out
 
 
-def fold_data(folds: list[tuple[Fold, list[Any]]], names: list[str]) -> list[FoldData]:
-    """The folds' row pairs as the matrices of the inputs ``names``."""
+def thin_clients(frame: pd.DataFrame, keep: float, seed: int) -> pd.DataFrame:
+    """The rows of about ``keep`` (0..1] of the clients of ``frame``, by a stable hash of the id.
+
+    Whole clients, not rows: a client's snapshots a week apart are nearly the same row, so
+    dropping clients loses far less than their row count suggests.
+    """
+    if keep >= 1.0 or frame.empty:
+        return frame
+    bucket = frame["client_id"].astype(str).map(lambda c: zlib.crc32(f"thin:{seed}:{c}".encode()) % 10_000)
+    return frame.loc[(bucket < keep * 10_000).to_numpy()].reset_index(drop=True)
+
+
+def fold_data(
+    folds: list[tuple[Fold, list[Any]]], names: list[str], *, max_rows: int | None = None, seed: int = 0
+) -> list[FoldData]:
+    """The folds' row pairs as the matrices of the inputs ``names``.
+
+    With ``max_rows``, each part's training rows (its own and the pooled ones) are thinned to
+    about that many by whole clients (:func:`thin_clients`), so a search trial costs the same on
+    a large export as on a small one; validation rows are never thinned.
+    """
+
+    def thin(train: pd.DataFrame, pool: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        total = len(train) + len(pool)
+        if max_rows is None or total <= max_rows:
+            return train, pool
+        keep = max_rows / total
+        return thin_clients(train, keep, seed), thin_clients(pool, keep, seed)
+
+    out = []
+    for fold, pairs in folds:
+        thinned = [(*thin(train, pool), valid) for train, valid, pool in pairs]
+        out.append((fold, [(train, valid, pool) for train, pool, valid in thinned]))
+    return _matrices(out, names)
+
+
+def _matrices(folds: list[tuple[Fold, list[Any]]], names: list[str]) -> list[FoldData]:
     return [
         FoldData(
             fold=fold,
@@ -480,7 +516,7 @@ def select_model(
     plan = dataclasses.replace(plan, folds=tuple(f for f, _ in pairs))
     frames = frames_for_split(features, plan.final_split())
     names = informative_features(frames.train, default_feature_names())
-    folds = fold_data(pairs, names)
+    folds = fold_data(pairs, names, max_rows=params.search.max_rows, seed=params.seed)
     threads = params.num_threads
 
     # LightGBM candidate: the search; logistic and recency on the same parts
