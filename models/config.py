@@ -36,7 +36,7 @@ class BoosterParams(BaseModel):
     bagging_freq: int = Field(default=1, ge=0)
     lambda_l2: float = Field(default=1.0, ge=0)
     # extremely randomised splits (one random threshold per feature): a regulariser for small
-    # populations such as the real data's win-back rows (docs in params/online_retail.yaml)
+    # populations such as a one-year export's win-back rows (the search also tries it)
     extra_trees: bool = False
     num_boost_round: int = Field(default=1000, ge=1)
     early_stopping_rounds: int = Field(default=50, ge=1)

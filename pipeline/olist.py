@@ -88,6 +88,8 @@ from rich.table import Table as RichTable
 
 from pipeline.online_retail import shared_data_dir
 
+#: Every Olist timestamp is naive Brazilian local time: ingest reads it in this zone (ingest.timezone).
+TIMEZONE = "America/Sao_Paulo"
 log = logging.getLogger(__name__)
 
 OLIST_DIR = Path("olist")
@@ -181,6 +183,8 @@ class OlistExport:
             }
         kept_orders = self.rows_by_bucket["orders"][KEPT]
         return {
+            # what params.yaml's ingest section must say for this export
+            "ingest": {"export_date": self.export_date.isoformat(), "timezone": TIMEZONE},
             "export_date": self.export_date.isoformat(),
             "last_event_at": self.last_event_at.isoformat(),
             "timezone": "America/Sao_Paulo (naive local time, kept naive)",
@@ -478,6 +482,6 @@ def command(
     console.print(
         f"{export.clients.num_rows:,} clients, {export.orders.num_rows:,} orders, "
         f"{export.complaints.num_rows:,} complaints ({rules}); export date {export.export_date} "
-        f"(ingest.export_date, timezone America/Sao_Paulo); written to {out}",
+        f"(ingest.export_date, timezone {TIMEZONE}); written to {out}",
         highlight=False,
     )

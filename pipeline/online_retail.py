@@ -31,6 +31,7 @@ Decisions (documented with the measured counts in data/README.md):
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 #: (D), samples (S), bank charges, Amazon fee, CRUK charity commission, bad-debt adjustment (B).
 NON_PRODUCT_CODES = ("POST", "DOT", "C2", "M", "m", "D", "S", "BANK CHARGES", "AMAZONFEE", "CRUK", "B")
 ONLINE_RETAIL_FILE = Path("online_retail") / "online_retail_I.parquet"
+#: InvoiceDate is naive UK local time: ingest reads it in this zone (ingest.timezone).
+TIMEZONE = "Europe/London"
 #: Line buckets, in the order a line is assigned to the first that applies.
 BUCKETS = ("bad_debt_adjustment", "no_customer_id", "duplicate_line", "non_product", "product")
 
@@ -69,9 +72,18 @@ class AdaptedExport:
     complaints: pa.Table
     lines_by_bucket: dict[str, int]
     orders_by_kind: dict[str, int]
+    last_line_at: dt.datetime | None = None  # naive UK local time of the last invoice line
+
+    @property
+    def export_date(self) -> dt.date | None:
+        """The day after the last invoice line: the export's exclusive end (ingest.export_date)."""
+        return None if self.last_line_at is None else self.last_line_at.date() + dt.timedelta(days=1)
 
     def report(self) -> dict[str, Any]:
+        export = self.export_date
         return {
+            # what params.yaml's ingest section must say for this export
+            "ingest": {"export_date": None if export is None else export.isoformat(), "timezone": TIMEZONE},
             "lines_read": sum(self.lines_by_bucket.values()),
             "lines_by_bucket": self.lines_by_bucket,
             "orders_by_kind": self.orders_by_kind,
@@ -158,6 +170,7 @@ def adapt_online_retail(source: Path, threads: int = 2) -> AdaptedExport:
             """
         ).to_arrow_table()
         kinds = dict(con.execute("SELECT Kind, count(*) FROM orders GROUP BY 1").fetchall())
+        last_line = con.execute("SELECT max(InvoiceDate) FROM lines").fetchone()
     finally:
         con.close()
     complaints = pa.schema(
@@ -177,6 +190,7 @@ def adapt_online_retail(source: Path, threads: int = 2) -> AdaptedExport:
         complaints=complaints,
         lines_by_bucket={b: int(buckets.get(b, 0)) for b in BUCKETS},
         orders_by_kind={str(k): int(v) for k, v in sorted(kinds.items())},
+        last_line_at=last_line[0] if last_line else None,
     )
 
 

@@ -38,7 +38,12 @@ def test_online_retail_accounting_is_exact(tmp_path: Path) -> None:
     for name in ("clients", "orders", "complaints"):
         write_parquet(getattr(export, name), raw / f"{name}.parquet")
     mapping = load_mapping(REPO / "mappings" / "online_retail.yaml")
-    params = load_params(REPO / "params" / "online_retail.yaml").ingest
+    # the default params.yaml with only the export's own facts (what a user sets)
+    facts = export.report()["ingest"]
+    assert facts == {"export_date": "2011-12-10", "timezone": "Europe/London"}
+    params = load_params(REPO / "params.yaml").ingest.model_copy(
+        update={"export_date": dt.date.fromisoformat(facts["export_date"]), "timezone": facts["timezone"]}
+    )
     result = ingest_export(locate_sources(raw, mapping), mapping, params)
 
     for r in result.tables.values():

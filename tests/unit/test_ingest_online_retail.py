@@ -68,6 +68,9 @@ def test_every_line_lands_in_one_bucket_and_invoices_become_orders(tmp_path: Pat
     assert clients["12347"]["FirstInvoiceDate"] == T(2010, 12, 5, 12, 0)  # the postage-only invoice counts
     assert clients["12347"]["Country"] == "Iceland"  # most of its lines
     assert sorted(clients) == ["12347", "17850"]
+    # the export ends the day after the last line (the bad-debt one), in UK local time
+    assert export.export_date == dt.date(2011, 8, 13)
+    assert export.report()["ingest"] == {"export_date": "2011-08-13", "timezone": "Europe/London"}
 
 
 def test_adapted_export_ingests_with_the_mapping(tmp_path: Path) -> None:

@@ -96,11 +96,18 @@ def test_header_with_quotes_bom_and_semicolons(tmp_path: Path) -> None:
     assert read_csv_header(f, CsvOptions(delimiter=";")) == ["Kunden;Nr", "Datum"]
 
 
-def test_real_data_params_validate() -> None:
-    from pipeline.params import load_params
+def test_default_params_with_only_the_export_facts_build_a_schedule_before_the_export() -> None:
+    """A real export needs only ingest.export_date and ingest.timezone changed (Online Retail's)."""
+    import yaml
 
-    params = load_params(Path(__file__).resolve().parents[2] / "params" / "online_retail.yaml")
-    assert params.ingest.export_date == dt.date(2011, 12, 10)
+    from pipeline.params import Params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text(encoding="utf-8"))
+    raw["ingest"].update(export_date="2011-12-10", timezone="Europe/London")
+    params = Params.model_validate(raw)
     assert params.ingest.export_at == dt.datetime(2011, 12, 10, tzinfo=dt.UTC)  # GMT in December
-    last = max(params.features.cutoff_dates(export_date=params.ingest.export_date))
-    assert last + dt.timedelta(days=params.features.horizon_days) <= dt.date(2011, 12, 10)
+    days = params.features.cutoff_dates(
+        export_date=params.ingest.export_date, first_order=dt.date(2010, 12, 1)
+    )
+    assert days[-1] + dt.timedelta(days=params.features.horizon_days) <= dt.date(2011, 12, 10)
+    assert days[1] - days[0] == dt.timedelta(days=7)  # a year of history: weekly cutoffs
