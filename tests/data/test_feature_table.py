@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from features.config import step_for_history
 from features.contract import (
     CHURN_STATES,
     FEATURE_COLUMNS,
@@ -84,12 +86,20 @@ def test_cutoffs_are_params_plus_scoring_cutoff(stage: tuple[Path, dict[str, obj
     horizon = pd.Timedelta(days=features["horizon_days"])
     got = sorted(table.cutoff_at.unique())
     resolved = json.loads((out / "features_summary.json").read_text())["cutoff_schedule"]
-    assert resolved["every_days"] == schedule["every_days"]
+    # every_days null: a week per year of history (features.config.step_for_history)
+    step = schedule["every_days"] or step_for_history(
+        dt.date.fromisoformat(params["generate"]["start"]),  # type: ignore[index]
+        dt.date.fromisoformat(resolved["end"]),
+    )
+    assert resolved["every_days"] == step and (
+        schedule["every_days"] or "a week per year" in resolved["every_days_rule"]
+    )
     # the default end (null) is the last cutoff whose label window ends by the export
-    assert schedule["end"] is None and got[-2] == export - horizon == pd.Timestamp(resolved["end"], tz="UTC")
+    assert schedule["end"] is None
+    assert got[-2] == export - horizon == pd.Timestamp(resolved["end"], tz="UTC")
     assert got[-1] == export
     assert [d.date().isoformat() for d in got[:-1]] == resolved["dates"]
-    assert {(b - a).days for a, b in zip(got[:-2], got[1:-1], strict=True)} == {schedule["every_days"]}
+    assert {(b - a).days for a, b in itertools.pairwise(got[:-1])} == {step}
 
 
 def test_generate_wrote_the_truth_at_the_features_cutoffs(stage: tuple[Path, dict[str, object]]) -> None:
