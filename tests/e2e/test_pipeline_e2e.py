@@ -44,7 +44,7 @@ def test_every_stage_on_a_small_sample(tmp_path: Path) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["generate"]["clients"] = CLIENTS
     params["train"]["num_threads"] = 1
-    params["train"]["search"] = {"trials": 3, "seconds": 30}  # the search runs, within a small budget
+    params["train"]["search"] = {"trials": 2, "seconds": 15}  # the search runs, within a small budget
     params["evaluate"]["bootstrap"] = 50
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {
@@ -82,8 +82,8 @@ def test_every_stage_on_a_small_sample(tmp_path: Path) -> None:
         for name in ("booster.txt", "calibration.json", "feature_names.json", "split.json", "selection.json"):
             assert (folder / name).is_file(), f"{kind}/{name}"
         selection = json.loads((folder / "selection.json").read_text(encoding="utf-8"))
-        # the search ran within its budget (3 trials, 30 s), on every fold
-        assert 1 <= selection["search"]["trials"] <= 3 and selection["guard"]["passed"]
+        # the search ran within its budget (2 trials, 15 s), on every fold
+        assert 1 <= selection["search"]["trials"] <= 2 and selection["guard"]["passed"]
         assert len(selection["table"]["lightgbm"]["folds"]) == len(selection["folds"]) >= 1
         assert (
             (tmp_path / f"data/reports/model_card_{kind}.md")

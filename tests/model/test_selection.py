@@ -15,17 +15,17 @@ from tests.model.conftest import HORIZON_DAYS, small_params
 
 
 def test_the_search_is_reproducible_for_a_seed(fabricated: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    params = small_params(search=SearchParams(trials=4, seconds=600))
+    params = small_params(search=SearchParams(trials=3, seconds=600))
     a = select_model(fabricated[0], "winback", params, horizon_days=HORIZON_DAYS)
     b = select_model(fabricated[0], "winback", params, horizon_days=HORIZON_DAYS)
-    assert a.record["search"]["trials"] == 4
+    assert a.record["search"]["trials"] == 3
     assert a.record["booster_params"] == b.record["booster_params"]
     assert a.record["table"] == b.record["table"]
     assert a.booster.model_to_string() == b.booster.model_to_string()
     other = select_model(
         fabricated[0],
         "winback",
-        small_params(search=SearchParams(trials=4, seconds=600), seed=7),
+        small_params(search=SearchParams(trials=3, seconds=600), seed=7),
         horizon_days=HORIZON_DAYS,
     )
     assert other.record["booster_params"] != a.record["booster_params"]
