@@ -164,7 +164,11 @@ def _selection_lines(selection: dict[str, Any]) -> list[str]:
         cells = " | ".join(_fmt(v, 4) for v in row["folds"])
         lines.append(f"| {name}{mark} | {cells} | {_fmt(row['mean'], 4)} |")
     lines.append("")
-    lines.append(f"Selected: **{winner}**, {CANDIDATE_NOTES.get(winner, winner)}.")
+    lines.append(
+        f"Selected: **{winner}**, {CANDIDATE_NOTES.get(winner, winner)}. On a near tie the simpler candidate "
+        f"wins: the blend must lead the booster by {selection.get('blend_margin')}, the logistic model every "
+        f"LightGBM candidate by {selection.get('logistic_margin')}."
+    )
     if winner == "blend":
         lines.append(
             f"Blend weight of LightGBM: {selection.get('blend_weight')} (grid {selection.get('blend_grid')})."
