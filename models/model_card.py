@@ -154,7 +154,9 @@ def _selection_lines(selection: dict[str, Any]) -> list[str]:
         "",
         "## Model selection (validation only; the test cutoff was never looked at)",
         "",
-        f"Rolling-origin folds: {len(folds)}; validation ROC-AUC per fold (validation cutoff, split mode).",
+        f"Rolling-origin folds: {len(folds)}; validation ROC-AUC per fold (validation cutoff, split mode). "
+        f"The search tuned on {', '.join(selection.get('search', {}).get('tuned_on', []) or ['all folds'])}; "
+        f"the candidates were judged on {', '.join(selection.get('judged_on', []) or ['all folds'])}.",
         "",
         f"| candidate | {header} | mean |",
         "| --- | " + " | ".join("---" for _ in folds) + " | --- |",

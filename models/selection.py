@@ -16,6 +16,8 @@ For one population (churn or win-back) of a feature table:
    are the first trial, so the search never returns something worse on validation than them.
 4. **Candidates** on the same folds: the best booster, the logistic regression on RFM inputs and a
    blend of their log-odds ``w * lightgbm + (1 - w) * logistic`` with ``w`` chosen on validation.
+   With two folds or more the search tunes on the earlier folds only and the candidates (and the
+   blend weight) are judged on the last one, which the search never saw.
    The winner is the best mean validation ROC-AUC, the simpler on a near tie: the blend must beat
    the booster by :data:`BLEND_MARGIN`, the plain logistic model every candidate with LightGBM in
    it by :data:`LOGISTIC_MARGIN`.
@@ -526,8 +528,18 @@ def select_model(
     wanted = set(params.candidates)
     run: BoosterRun | None = None
     search: dict[str, Any] = {}
+    # With two folds or more the search tunes on the earlier ones and the candidates are judged on
+    # the last, which the search never saw: the best of 20 trials on a fold is luckier there than
+    # it is good, and that luck would otherwise favour the booster over the untuned candidates.
+    judged = folds[-1:] if len(folds) >= 2 else folds
     if wanted & {"lightgbm", "blend"}:
-        run, search = search_booster(folds, params, kind, names)
+        tuned, search = search_booster(folds[:-1] if len(folds) >= 2 else folds, params, kind, names)
+        run = (
+            tuned if len(folds) < 2 else run_booster(tuned.params, folds, params, names, params.booster(kind))
+        )
+        search["tuned_on"] = [
+            f.fold.valid_cutoff.isoformat() for f in (folds[:-1] if len(folds) >= 2 else folds)
+        ]
     logistic_raw: list[np.ndarray] = []
     recency_auc: list[float] = []
     for fold in folds:
@@ -548,11 +560,12 @@ def select_model(
         table["lightgbm"] = list(run.fold_auc)
         fold_raw["lightgbm"] = run.raw
     blend_grid: dict[str, float] = {}
+    n_judged = len(judged)
     if run is not None and "blend" in wanted:
         for w in BLEND_WEIGHTS:
             raws = [w * b + (1 - w) * lr for b, lr in zip(run.raw, logistic_raw, strict=True)]
             blend_grid[f"{w:.2f}"] = float(
-                np.mean([roc_auc(f.y, r) for f, r in zip(folds, raws, strict=True)])
+                np.mean([roc_auc(f.y, r) for f, r in zip(folds[-n_judged:], raws[-n_judged:], strict=True)])
             )
         blend_weight = float(max(blend_grid, key=lambda k: blend_grid[k]))
         raws = [
@@ -561,7 +574,8 @@ def select_model(
         table["blend"] = [roc_auc(f.y, r) for f, r in zip(folds, raws, strict=True)]
         fold_raw["blend"] = raws
     means = {c: float(np.mean(v)) for c, v in table.items()}
-    winner = winner_of(means)
+    judged_means = {c: float(np.mean(v[-n_judged:])) for c, v in table.items()}
+    winner = winner_of(judged_means)
 
     # the final model on the last fold's training rows (all clients)
     rounds = int(np.median(run.best_iterations[-1])) if run is not None else 0
@@ -610,11 +624,15 @@ def select_model(
         cal_raw = oof / float(blend_weight) if winner == "blend" and blend_weight else oof
         cal_y = last.y
     calibrator = fit_calibrator(cal_raw, cal_y, params.calibration)
-    guard = guard_verdict(table[winner], recency_auc, last.y, table[winner][-1], calibrator(cal_raw))
+    guard = guard_verdict(
+        table[winner][-n_judged:], recency_auc[-n_judged:], last.y, table[winner][-1], calibrator(cal_raw)
+    )
     record = {
         "kind": kind,
         "test_cutoff": plan.test_cutoff.isoformat(),
         "folds": [{**f.fold.to_json(), "parts": len(f.parts)} for f in folds],
+        "judged_on": [f.fold.valid_cutoff.isoformat() for f in judged],
+        "judged": {c: round(m, 5) for c, m in judged_means.items()},
         "table": {
             c: {"folds": [round(v, 5) for v in vals], "mean": round(means[c], 5)} for c, vals in table.items()
         },
@@ -637,11 +655,12 @@ def select_model(
         "seconds": round(time.perf_counter() - started, 2),
     }
     log.info(
-        "%s selection: %s (%s), validation ROC-AUC by candidate %s; guard %s",
+        "%s selection: %s (%s), validation ROC-AUC by candidate on %s: %s; guard %s",
         kind,
         winner,
         f"w={blend_weight}" if winner == "blend" else "",
-        {c: round(m, 4) for c, m in means.items()},
+        "the last fold" if n_judged == 1 and len(folds) > 1 else "the folds",
+        {c: round(m, 4) for c, m in judged_means.items()},
         "passed" if guard["passed"] else "; ".join(guard["reasons"]),
     )
     return Selection(

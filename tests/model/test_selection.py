@@ -40,8 +40,13 @@ def test_every_candidate_is_scored_on_every_fold(churn_model: TrainedModel) -> N
         assert len(row["folds"]) == len(folds)
         assert row["mean"] == pytest.approx(np.mean(row["folds"]), abs=1e-5)
     assert sel["winner"] in {"lightgbm", "logistic_rfm", "blend"}
-    best = max(("lightgbm", "blend"), key=lambda c: sel["table"][c]["mean"])
-    assert sel["table"][sel["winner"]]["mean"] >= sel["table"][best]["mean"] - sel["blend_margin"]
+    # judged on the last fold, which the search (on the earlier ones) never saw
+    assert sel["judged_on"] == [folds[-1]["valid_cutoff"]]
+    assert sel["search"]["tuned_on"] == [f["valid_cutoff"] for f in folds[:-1]]
+    judged = sel["judged"]
+    assert judged["lightgbm"] == pytest.approx(sel["table"]["lightgbm"]["folds"][-1], abs=1e-5)
+    best = max(("lightgbm", "blend"), key=lambda c: judged[c])
+    assert judged[sel["winner"]] >= judged[best] - sel["blend_margin"]
     assert sel["guard"] == {"passed": True, "reasons": []}
 
 
