@@ -244,61 +244,29 @@ def main() -> None:
             p = str(work / "params.yaml")
             run_env = {**env, "COMEBACK_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
             seconds = {"ingest": seconds_ingest}
-            seconds["features"] = run(
-                [
-                    cli,
-                    "features",
-                    "--clean",
-                    str(base / "clean"),
-                    "--out",
-                    str(work / "features"),
-                    "--params",
-                    p,
-                ],
-                cwd=work,
-                env=run_env,
-                log=log,
-            )
+
+            def stage(*args: str, work: Path = work, env: dict[str, str] = run_env, log: Path = log) -> float:
+                return run([cli, *args], cwd=work, env=env, log=log)
+
             features = str(work / "features" / "features.parquet")
-            seconds["train"] = run(
-                [cli, "train", "--features", features, "--out", str(work / "models"), "--params", p],
-                cwd=work,
-                env=run_env,
-                log=log,
+            models, reports = str(work / "models"), str(work / "reports")
+            seconds["features"] = stage(
+                "features", "--clean", str(base / "clean"), "--out", str(work / "features"), "--params", p
             )
-            seconds["evaluate"] = run(
-                [
-                    cli,
-                    "evaluate",
-                    "--features",
-                    features,
-                    "--models",
-                    str(work / "models"),
-                    "--out",
-                    str(work / "reports"),
-                    "--params",
-                    p,
-                ],
-                cwd=work,
-                env=run_env,
-                log=log,
+            seconds["train"] = stage("train", "--features", features, "--out", models, "--params", p)
+            seconds["evaluate"] = stage(
+                "evaluate", "--features", features, "--models", models, "--out", reports, "--params", p
             )
-            seconds["score"] = run(
-                [
-                    cli,
-                    "score",
-                    "--features",
-                    features,
-                    "--out",
-                    str(work / "scores"),
-                    "--models-dir",
-                    str(work / "models"),
-                    "--params",
-                    p,
-                ],
-                cwd=work,
-                env=run_env,
-                log=log,
+            seconds["score"] = stage(
+                "score",
+                "--features",
+                features,
+                "--out",
+                str(work / "scores"),
+                "--models-dir",
+                models,
+                "--params",
+                p,
             )
             cases += case_rows(name, cutoff, work / "reports", work / "models")
             manifest = json.loads((work / "scores" / "manifest.json").read_text(encoding="utf-8"))
